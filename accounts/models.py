@@ -1,0 +1,97 @@
+from django.contrib.auth.models import AbstractUser, UserManager
+from django.db import models
+from django.utils import timezone
+
+
+class Plan(models.Model):
+    """A subscription tier: its per-minute request limits per bucket."""
+
+    slug = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=64)
+    chat_rpm = models.PositiveIntegerField(help_text="Chat requests per minute, per API key.")
+    image_rpm = models.PositiveIntegerField(help_text="Image/video requests per minute, per API key.")
+    is_default = models.BooleanField(default=False, help_text="Plan given to new sign-ups.")
+    prepaid = models.BooleanField(default=True, help_text="Balance required (off: postpaid, invoiced later).")
+    sort_order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["sort_order", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EmailUserManager(UserManager):
+    """Users log in with their email; `username` mirrors it for Django's admin."""
+
+    def _create_user(self, username, email, password, **extra_fields):
+        email = self.normalize_email(email or username)
+        return super()._create_user(email, email, password, **extra_fields)
+
+    def create_user(self, email=None, password=None, **extra_fields):
+        return super().create_user(email, email, password, **extra_fields)
+
+    def create_superuser(self, email=None, password=None, **extra_fields):
+        return super().create_superuser(email, email, password, **extra_fields)
+
+
+class User(AbstractUser):
+    email = models.EmailField(unique=True)
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="users", null=True, blank=True)
+    # Per-account limits (Enterprise contracts); empty means the plan's.
+    chat_rpm_override = models.PositiveIntegerField(null=True, blank=True)
+    image_rpm_override = models.PositiveIntegerField(null=True, blank=True)
+
+    USERNAME_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    objects = EmailUserManager()
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def chat_rpm(self) -> int:
+        if self.chat_rpm_override is not None:
+            return self.chat_rpm_override
+        return self.plan.chat_rpm if self.plan else 0
+
+    @property
+    def image_rpm(self) -> int:
+        if self.image_rpm_override is not None:
+            return self.image_rpm_override
+        return self.plan.image_rpm if self.plan else 0
+
+
+class ApiKey(models.Model):
+    """A customer's API key. Only its SHA-256 and a display prefix are stored."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text="First characters, for display only.")
+    hashed_key = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > timezone.now()
+
+    @property
+    def status(self) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= timezone.now():
+            return "expired"
+        return "active"

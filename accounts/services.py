@@ -1,0 +1,160 @@
+"""Everything that changes accounts, keys and plans, and the API-key check.
+
+The key check runs on every API call, so it reads the shared cache (Redis in
+production) and only falls back to the database on a miss. Anything that makes
+a key unusable (revocation, a plan or user change) deletes the cache entry in
+the same call, so every instance sees it on the next request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import ApiKey, Plan, User
+
+KEY_PREFIX = "bapi_"
+_DISPLAY_PREFIX_LEN = 12
+_USED_WRITE_SECONDS = 60
+
+
+class KeyRejected(Exception):
+    """The presented key is missing, unknown, revoked, expired, or its user is inactive."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedKey:
+    """What the request pipeline needs to know about the caller, cacheable as a tuple."""
+
+    key_id: int
+    user_id: int
+    chat_rpm: int
+    image_rpm: int
+    expires_at: float | None  # epoch seconds
+
+    def as_tuple(self) -> tuple:
+        return (self.key_id, self.user_id, self.chat_rpm, self.image_rpm, self.expires_at)
+
+
+def hash_key(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def _cache_key(hashed: str) -> str:
+    return f"apikey:{hashed}"
+
+
+# --- plans ---------------------------------------------------------------
+
+
+def plan_default() -> Plan:
+    plan = Plan.objects.filter(is_default=True).first()
+    if plan is None:
+        plan = Plan.objects.order_by("sort_order", "id").first()
+    return plan
+
+
+def user_create(*, email: str, password: str | None = None, plan: Plan | None = None) -> User:
+    user = User.objects.create_user(email=email, password=password)
+    user.plan = plan or plan_default()
+    user.save(update_fields=["plan"])
+    return user
+
+
+def user_set_plan(*, user: User, plan: Plan) -> None:
+    user.plan = plan
+    user.save(update_fields=["plan"])
+    user_keys_cache_clear(user=user)
+
+
+def user_keys_cache_clear(*, user: User) -> None:
+    """Forget cached key entries of a user (plan, limits or active flag changed)."""
+    hashes = list(ApiKey.objects.filter(user=user).values_list("hashed_key", flat=True))
+    if hashes:
+        cache.delete_many([_cache_key(h) for h in hashes])
+
+
+def plan_cache_clear(*, plan: Plan) -> None:
+    """A plan's limits changed: forget every cached key of its users."""
+    hashes = list(ApiKey.objects.filter(user__plan=plan).values_list("hashed_key", flat=True))
+    for start in range(0, len(hashes), 500):
+        cache.delete_many([_cache_key(h) for h in hashes[start : start + 500]])
+
+
+# --- keys ----------------------------------------------------------------
+
+
+def api_key_create(*, user: User, name: str, expires_at: datetime | None = None) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the full key, which is never stored or shown again."""
+    raw_key = KEY_PREFIX + secrets.token_urlsafe(32)  # 43 characters, 256 random bits
+    hashed = hash_key(raw_key)
+    api_key = ApiKey.objects.create(
+        user=user,
+        name=name.strip() or "API key",
+        prefix=raw_key[:_DISPLAY_PREFIX_LEN],
+        hashed_key=hashed,
+        expires_at=expires_at,
+    )
+    cache.delete(_cache_key(hashed))  # drop a cached "unknown key" answer, however unlikely
+    return api_key, raw_key
+
+
+def api_key_revoke(*, user: User, key_id: int) -> ApiKey:
+    """Revoke one of the user's own keys. Raises ApiKey.DoesNotExist for anyone else's."""
+    with transaction.atomic():
+        api_key = ApiKey.objects.select_for_update().get(id=key_id, user=user)
+        if api_key.revoked_at is None:
+            api_key.revoked_at = timezone.now()
+            api_key.save(update_fields=["revoked_at"])
+    cache.delete(_cache_key(api_key.hashed_key))
+    return api_key
+
+
+def api_key_authenticate(*, raw_key: str) -> AuthenticatedKey:
+    """The caller behind a raw key, or KeyRejected. Cache first, database on a miss."""
+    if not raw_key or not raw_key.startswith(KEY_PREFIX) or len(raw_key) > 200:
+        raise KeyRejected
+    hashed = hash_key(raw_key)
+    cache_key = _cache_key(hashed)
+    cached = cache.get(cache_key)
+    if cached is None:
+        cached = _key_lookup(hashed)
+        cache.set(cache_key, cached, settings.BELUGA["KEY_CACHE_SECONDS"])
+    if cached is False:
+        raise KeyRejected
+    key = AuthenticatedKey(*cached)
+    if key.expires_at is not None and key.expires_at <= time.time():
+        raise KeyRejected
+    if cache.add(f"apikey-used:{key.key_id}", 1, _USED_WRITE_SECONDS):
+        # last_used_at is for people, so once a minute is precise enough and
+        # keeps a write off nearly every request.
+        ApiKey.objects.filter(id=key.key_id).update(last_used_at=timezone.now())
+    return key
+
+
+def _key_lookup(hashed: str) -> tuple | bool:
+    row = (
+        ApiKey.objects.select_related("user__plan")
+        .filter(hashed_key=hashed, revoked_at__isnull=True, user__is_active=True)
+        .first()
+    )
+    # The database matched on the hash already; compare again in constant time
+    # so that no timing difference depends on the stored value.
+    if row is None or not hmac.compare_digest(row.hashed_key, hashed):
+        return False
+    return AuthenticatedKey(
+        key_id=row.id,
+        user_id=row.user_id,
+        chat_rpm=row.user.chat_rpm,
+        image_rpm=row.user.image_rpm,
+        expires_at=row.expires_at.timestamp() if row.expires_at else None,
+    ).as_tuple()

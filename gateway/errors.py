@@ -1,0 +1,118 @@
+"""Domain errors and the one place that turns them into OpenAI-shaped responses.
+
+`{"error": {"message", "type", "code", "param"}}` on every /v1 error, whatever
+raised it: a validation failure, an upstream outage, an unknown path or a bug.
+"""
+
+from __future__ import annotations
+
+import orjson
+from django.http import HttpResponse
+
+
+class ApiError(Exception):
+    """An error a client should see, with the HTTP status and OpenAI error fields."""
+
+    status = 400
+    type = "invalid_request_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        if type is not None:
+            self.type = type
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "code": self.code, "param": self.param}}
+
+
+class InvalidRequest(ApiError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class AuthenticationFailed(ApiError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(ApiError):
+    status = 403
+    type = "permission_error"
+
+
+class NotFound(ApiError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class RateLimited(ApiError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamError(ApiError):
+    """The provider failed: unreachable, timed out, 5xx, or an unreadable answer."""
+
+    status = 502
+    type = "service_unavailable_error"
+    code = "upstream_error"
+
+
+class InternalError(ApiError):
+    status = 500
+    type = "internal_server_error"
+    code = "internal_error"
+
+
+def error_response(error: ApiError) -> HttpResponse:
+    response = HttpResponse(orjson.dumps(error.body()), status=error.status, content_type="application/json")
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
+
+
+def drf_exception_handler(exc, context):
+    """DRF views (catalog listing) answer errors in the same shape."""
+    from rest_framework import exceptions as drf
+
+    if isinstance(exc, ApiError):
+        return error_response(exc)
+    if isinstance(exc, drf.NotFound):
+        return error_response(NotFound(str(exc.detail)))
+    if isinstance(exc, drf.MethodNotAllowed):
+        return error_response(MethodNotAllowed(str(exc.detail)))
+    if isinstance(exc, drf.APIException):
+        return error_response(ApiError(str(exc.detail), status=exc.status_code))
+    return None

@@ -1,0 +1,63 @@
+"""Request ids on every response, and OpenAI-shaped errors on every API path."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404
+
+from gateway.errors import ApiError, InternalError, NotFound, PayloadTooLarge, error_response
+
+logger = logging.getLogger("beluga.gateway")
+
+API_PREFIXES = ("/v1/", "/api/v1/")
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith(API_PREFIXES) or path in ("/v1", "/api/v1")
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+class RequestIdMiddleware:
+    """Gives each request an id (a client's own X-Request-Id is kept when sane).
+
+    Sits first in MIDDLEWARE so that whatever happens below, API errors leave
+    as OpenAI JSON and every response names its request.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        incoming = request.META.get("HTTP_X_REQUEST_ID", "")
+        request.request_id = incoming if _CLIENT_ID.match(incoming) else new_request_id()
+        try:
+            response = self.get_response(request)
+        except Exception as exc:  # the handler below normally converts; this is the last net
+            response = self._api_error(request, exc)
+            if response is None:
+                raise
+        response["X-Request-Id"] = request.request_id
+        return response
+
+    def process_exception(self, request, exc):
+        return self._api_error(request, exc)
+
+    def _api_error(self, request, exc):
+        if not is_api_path(request.path):
+            return None
+        if isinstance(exc, ApiError):
+            return error_response(exc)
+        if isinstance(exc, RequestDataTooBig):
+            return error_response(PayloadTooLarge("Request body is too large."))
+        if isinstance(exc, Http404):
+            return error_response(NotFound(f"Unknown path {request.path}.", code="not_found"))
+        logger.exception("unhandled error on %s (request %s)", request.path, request.request_id)
+        return error_response(InternalError("The server had an error processing your request."))
