@@ -50,6 +50,10 @@ def env_secret(name: str) -> str:
     return os.environ.get(name, "")
 
 
+# Exposed as a setting so that catalog code resolves `env:VAR` credentials
+# without reading os.environ itself.
+READ_ENV_SECRET = env_secret
+
 DATA_DIR = Path(env_str("BELUGA_DATA_DIR", str(BASE_DIR / "var")))
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 

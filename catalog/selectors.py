@@ -1,0 +1,185 @@
+"""Reads of the catalog: the hot-path snapshot, route choice and public listings.
+
+The request pipeline needs a model's prices and routes on every call. Each
+process keeps a snapshot of the enabled catalog (two queries to build) for
+BELUGA["CATALOG_CACHE_SECONDS"], so admin edits reach every instance within
+that time and the database stays off the hot path.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
+from django.db import connection
+from django.db.models import Q, QuerySet
+
+from catalog.models import AIModel, Route, Upstream
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTarget:
+    """Everything needed to call one upstream for one model."""
+
+    upstream_id: int
+    upstream_name: str
+    kind: str
+    base_url: str
+    api_key: str  # resolved credential; never logged or returned
+    connect_timeout: float
+    read_timeout: float
+    upstream_model: str
+    priority: int
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    id: int
+    slug: str
+    category: str
+    supports_stream: bool
+    max_output_tokens: int | None
+    context_window: int | None
+    input_per_1m: int
+    output_per_1m: int
+    per_image: int
+    per_video_second: int
+    per_1m_chars: int
+    per_minute: int
+    routes: tuple[RouteTarget, ...] = field(default=())
+
+
+def upstream_credential(value: str) -> str:
+    """`env:VAR` reads the variable (through settings, the one reader of the environment)."""
+    if value.startswith("env:"):
+        return settings.READ_ENV_SECRET(value[4:])
+    return value
+
+
+class _Snapshot:
+    def __init__(self) -> None:
+        self.models: dict[str, ModelInfo] = {}
+        self.loaded_at = 0.0
+        self.lock = threading.Lock()
+
+
+_snapshot = _Snapshot()
+
+
+def _load() -> dict[str, ModelInfo]:
+    routes_by_model: dict[int, list[RouteTarget]] = {}
+    route_rows = Route.objects.filter(enabled=True, upstream__enabled=True, model__enabled=True).select_related(
+        "upstream"
+    )
+    for route in route_rows:
+        up = route.upstream
+        routes_by_model.setdefault(route.model_id, []).append(
+            RouteTarget(
+                upstream_id=up.id,
+                upstream_name=up.name,
+                kind=up.kind,
+                base_url=up.base_url.rstrip("/"),
+                api_key=upstream_credential(up.api_key),
+                connect_timeout=up.connect_timeout,
+                read_timeout=up.read_timeout,
+                upstream_model=route.upstream_model,
+                priority=route.priority,
+                weight=route.weight,
+            )
+        )
+    models = {}
+    for m in AIModel.objects.filter(enabled=True):
+        models[m.slug] = ModelInfo(
+            id=m.id,
+            slug=m.slug,
+            category=m.category,
+            supports_stream=m.supports_stream,
+            max_output_tokens=m.max_output_tokens,
+            context_window=m.context_window,
+            input_per_1m=m.input_per_1m,
+            output_per_1m=m.output_per_1m,
+            per_image=m.per_image,
+            per_video_second=m.per_video_second,
+            per_1m_chars=m.per_1m_chars,
+            per_minute=m.per_minute,
+            routes=tuple(sorted(routes_by_model.get(m.id, ()), key=lambda r: r.priority)),
+        )
+    return models
+
+
+def _models() -> dict[str, ModelInfo]:
+    ttl = settings.BELUGA["CATALOG_CACHE_SECONDS"]
+    now = time.monotonic()
+    if now - _snapshot.loaded_at > ttl or not _snapshot.loaded_at:
+        with _snapshot.lock:
+            if now - _snapshot.loaded_at > ttl or not _snapshot.loaded_at:
+                _snapshot.models = _load()
+                _snapshot.loaded_at = time.monotonic()
+    return _snapshot.models
+
+
+def catalog_cache_clear() -> None:
+    """Forget this process's snapshot (tests, and right after an import in the same process)."""
+    _snapshot.loaded_at = 0.0
+
+
+def model_get(*, slug: str) -> ModelInfo | None:
+    """An enabled model by its public id, from the snapshot."""
+    return _models().get(slug)
+
+
+def route_pick(*, model: ModelInfo) -> RouteTarget | None:
+    """The route to call: lowest priority first, weighted at random among equals."""
+    if not model.routes:
+        return None
+    best = model.routes[0].priority
+    candidates = [r for r in model.routes if r.priority == best]
+    if len(candidates) == 1:
+        return candidates[0]
+    return random.choices(candidates, weights=[max(r.weight, 0) or 1 for r in candidates])[0]
+
+
+# --- listings (not on the hot path) -----------------------------------------
+
+
+def models_public(*, category: str = "", provider: str = "", search: str = "") -> QuerySet[AIModel]:
+    """Enabled models for GET /v1/models, filtered. Full-text search on PostgreSQL."""
+    qs = AIModel.objects.filter(enabled=True)
+    if category:
+        qs = qs.filter(category__iexact=category)
+    if provider:
+        qs = qs.filter(vendor__iexact=provider)
+    if search:
+        if connection.vendor == "postgresql":
+            vector = SearchVector("slug", weight="A") + SearchVector("name", weight="A") + SearchVector(
+                "vendor", "description", weight="B"
+            )
+            query = SearchQuery(search, search_type="websearch")
+            # Prefix matches on the id catch partial slugs ("gpt-5") that
+            # the English stemmer would split into tokens.
+            qs = (
+                qs.annotate(rank=SearchRank(vector, query))
+                .filter(Q(rank__gt=0) | Q(slug__icontains=search) | Q(name__icontains=search))
+                .order_by("-rank", "vendor", "slug")
+            )
+        else:
+            terms = search.split()
+            for term in terms:
+                qs = qs.filter(
+                    Q(slug__icontains=term) | Q(name__icontains=term) | Q(vendor__icontains=term)
+                    | Q(description__icontains=term)
+                )
+    return qs
+
+
+def model_public_get(*, slug: str) -> AIModel | None:
+    return AIModel.objects.filter(enabled=True, slug=slug).first()
+
+
+def upstreams_configured() -> int:
+    return Upstream.objects.filter(enabled=True).count()
