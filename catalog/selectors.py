@@ -156,8 +156,10 @@ def models_public(*, category: str = "", provider: str = "", search: str = "") -
         qs = qs.filter(vendor__iexact=provider)
     if search:
         if connection.vendor == "postgresql":
-            vector = SearchVector("slug", weight="A") + SearchVector("name", weight="A") + SearchVector(
-                "vendor", "description", weight="B"
+            vector = (
+                SearchVector("slug", weight="A")
+                + SearchVector("name", weight="A")
+                + SearchVector("vendor", "description", weight="B")
             )
             query = SearchQuery(search, search_type="websearch")
             # Prefix matches on the id catch partial slugs ("gpt-5") that
@@ -171,7 +173,9 @@ def models_public(*, category: str = "", provider: str = "", search: str = "") -
             terms = search.split()
             for term in terms:
                 qs = qs.filter(
-                    Q(slug__icontains=term) | Q(name__icontains=term) | Q(vendor__icontains=term)
+                    Q(slug__icontains=term)
+                    | Q(name__icontains=term)
+                    | Q(vendor__icontains=term)
                     | Q(description__icontains=term)
                 )
     return qs

@@ -1,8 +1,76 @@
-from django.http import HttpResponse
+"""HTTP entry points of the API. Thin: parse, call the pipeline or a selector, serialise."""
+
+from django.core.cache import cache
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework.decorators import api_view
+from rest_framework.response import Response
+
+from catalog.selectors import model_public_get, models_public, upstreams_configured
+from catalog.serializers import PublicModelSerializer
+from gateway import pipeline
+from gateway.errors import MethodNotAllowed, NotFound
 
 
-def _todo(request, *args, **kwargs):
-    return HttpResponse(status=501)
+@csrf_exempt
+def chat_completions(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        raise MethodNotAllowed(f"Method {request.method} is not allowed on this endpoint; use POST.")
+    return pipeline.chat_completions(request)
 
 
-health = models_list = model_detail = chat_completions = api_not_found = _todo
+def _optional_auth(request) -> None:
+    """/v1/models needs no key, but a key that is sent must be valid."""
+    if pipeline.raw_key_from(request):
+        pipeline.authenticate(request)
+
+
+@api_view(["GET"])
+def models_list(request) -> Response:
+    _optional_auth(request)
+    params = request.query_params
+    rows = models_public(
+        category=params.get("category", "").strip(),
+        provider=params.get("provider", "").strip(),
+        search=params.get("search", "").strip(),
+    )
+    return Response({"object": "list", "data": PublicModelSerializer(rows, many=True).data})
+
+
+@api_view(["GET"])
+def model_detail(request, model_id: str) -> Response:
+    _optional_auth(request)
+    row = model_public_get(slug=model_id)
+    if row is None:
+        raise NotFound(f"The model '{model_id}' does not exist.", param="model", code="model_not_found")
+    return Response(PublicModelSerializer(row).data)
+
+
+def health(request: HttpRequest) -> JsonResponse:
+    """Liveness and readiness: 503 when the database cannot be reached."""
+    if request.method not in ("GET", "HEAD"):
+        raise MethodNotAllowed(f"Method {request.method} is not allowed on this endpoint; use GET.")
+    body = {"status": "ok", "database": "ok", "cache": "ok"}
+    status = 200
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        body["catalog"] = {
+            "models_enabled": models_public().count(),
+            "upstreams_configured": upstreams_configured(),
+        }
+    except Exception:  # noqa: BLE001 - any database failure means not ready
+        body.update(status="unavailable", database="error")
+        status = 503
+    try:
+        cache.get("health-probe")
+    except Exception:  # noqa: BLE001
+        body["cache"] = "error"
+        body["status"] = "degraded" if status == 200 else body["status"]
+    return JsonResponse(body, status=status)
+
+
+@csrf_exempt
+def api_not_found(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    raise NotFound(f"Unknown API path: {request.method} {request.path}.", code="unknown_path")

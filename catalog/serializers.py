@@ -1,0 +1,67 @@
+"""The public shape of a catalog model: OpenAI's model object plus Beluga's fields."""
+
+from rest_framework import serializers
+
+from catalog.models import AIModel
+
+
+class PublicModelSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="slug")
+    object = serializers.SerializerMethodField()
+    created = serializers.SerializerMethodField()
+    owned_by = serializers.SerializerMethodField()
+    provider = serializers.CharField(source="vendor")
+    capabilities = serializers.SerializerMethodField()
+    pricing = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AIModel
+        fields = [
+            "id",
+            "object",
+            "created",
+            "owned_by",
+            "name",
+            "provider",
+            "category",
+            "description",
+            "capabilities",
+            "context_window",
+            "max_output_tokens",
+            "pricing",
+        ]
+
+    def get_object(self, obj: AIModel) -> str:
+        return "model"
+
+    def get_created(self, obj: AIModel) -> int:
+        return int(obj.created_at.timestamp())
+
+    def get_owned_by(self, obj: AIModel) -> str:
+        return obj.vendor.lower().replace(" ", "-")
+
+    def get_capabilities(self, obj: AIModel) -> dict:
+        return {
+            "stream": obj.supports_stream,
+            "vision": obj.supports_vision,
+            "tools": obj.supports_tools,
+            "json_output": obj.supports_json,
+        }
+
+    def get_pricing(self, obj: AIModel) -> dict:
+        """Integer micro-USD (1 USD = 1,000,000); only the units that apply to the model's category."""
+        units = {
+            "input_per_1m_tokens": ("input_per_1m", "input_per_1m_list"),
+            "output_per_1m_tokens": ("output_per_1m", "output_per_1m_list"),
+            "per_image": ("per_image", "per_image_list"),
+            "per_video_second": ("per_video_second", "per_video_second_list"),
+            "per_1m_characters": ("per_1m_chars", "per_1m_chars_list"),
+            "per_minute": ("per_minute", "per_minute_list"),
+        }
+        sale, official = {}, {}
+        for name, (sale_field, list_field) in units.items():
+            sale_value, list_value = getattr(obj, sale_field), getattr(obj, list_field)
+            if sale_value or list_value:
+                sale[name] = sale_value
+                official[name] = list_value
+        return {"currency": "USD", "unit": "micro_usd", "sale": sale, "list": official}

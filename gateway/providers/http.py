@@ -1,0 +1,71 @@
+"""Outbound HTTP plumbing shared by every provider adapter.
+
+One `requests.Session` per upstream per worker process, so keep-alive
+connections are reused across requests and threads (urllib3's pool is
+thread-safe). No automatic retries: a retry after the client has seen bytes
+would bill or answer twice; failover is the pipeline's decision.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import requests
+from django.conf import settings
+from requests.adapters import HTTPAdapter
+
+_sessions: dict[tuple[int, str], requests.Session] = {}
+_lock = threading.Lock()
+
+
+def session_for(*, upstream_id: int, base_url: str) -> requests.Session:
+    key = (upstream_id, base_url)
+    session = _sessions.get(key)
+    if session is None:
+        with _lock:
+            session = _sessions.get(key)
+            if session is None:
+                session = requests.Session()
+                pool_size = settings.BELUGA["UPSTREAM_POOL_SIZE"]
+                adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0, pool_block=False)
+                session.mount("http://", adapter)
+                session.mount("https://", adapter)
+                # Proxies and netrc from the environment would surprise an operator; be explicit.
+                session.trust_env = False
+                _sessions[key] = session
+    return session
+
+
+def iter_sse_data(response: requests.Response):
+    """Yield the `data:` payload (bytes) of each server-sent event as it arrives.
+
+    Reads whatever the socket has (chunk_size=None) instead of line by line, so
+    a chunk is relayed as soon as its blank line arrives, never buffered.
+    """
+    buffer = b""
+    for block in response.iter_content(chunk_size=None):
+        buffer += block
+        if b"\r" in block:
+            buffer = buffer.replace(b"\r\n", b"\n")
+        while True:
+            end = buffer.find(b"\n\n")
+            if end < 0:
+                break
+            event, buffer = buffer[:end], buffer[end + 2 :]
+            data = _event_data(event)
+            if data is not None:
+                yield data
+    if buffer.strip():
+        data = _event_data(buffer)
+        if data is not None:
+            yield data
+
+
+def _event_data(event: bytes) -> bytes | None:
+    lines = []
+    for line in event.split(b"\n"):
+        if line.startswith(b"data:"):
+            lines.append(line[5:].lstrip(b" "))
+    if not lines:
+        return None
+    return b"\n".join(lines)

@@ -1,0 +1,110 @@
+"""OpenAI chat completions, spoken to OpenAI and every OpenAI-compatible server.
+
+A translator: Beluga's validated request in, the upstream HTTP call out, and
+the upstream's answer (or failure) back as plain data and ApiErrors.
+"""
+
+from __future__ import annotations
+
+import orjson
+import requests
+
+from catalog.selectors import RouteTarget
+from gateway.errors import ApiError, InvalidRequest, RateLimited, UpstreamError
+from gateway.providers.http import iter_sse_data, session_for
+
+__all__ = ["chat_send", "error_from_response", "iter_sse_data", "usage_from"]
+
+
+def chat_send(*, route: RouteTarget, body: dict, stream: bool, request_id: str) -> requests.Response:
+    """POST the chat request upstream with the upstream's model name and credential.
+
+    The customer's key never leaves Beluga: headers are built from scratch.
+    Raises UpstreamError when the upstream cannot be reached or times out.
+    """
+    payload = dict(body)
+    payload["model"] = route.upstream_model
+    if stream:
+        # Ask for the usage chunk so a stream can be priced exactly.
+        options = dict(payload.get("stream_options") or {})
+        options["include_usage"] = True
+        payload["stream_options"] = options
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "text/event-stream" if stream else "application/json",
+        "X-Request-Id": request_id,
+    }
+    if route.api_key:
+        headers["Authorization"] = f"Bearer {route.api_key}"
+    try:
+        return session_for(upstream_id=route.upstream_id, base_url=route.base_url).post(
+            f"{route.base_url}/chat/completions",
+            data=orjson.dumps(payload),
+            headers=headers,
+            stream=stream,
+            timeout=(route.connect_timeout, route.read_timeout),
+        )
+    except requests.exceptions.ConnectTimeout as exc:
+        raise UpstreamError("The model provider could not be reached in time.", status=503) from exc
+    except requests.exceptions.Timeout as exc:
+        raise UpstreamError("The model provider timed out.", status=504, code="upstream_timeout") from exc
+    except requests.exceptions.RequestException as exc:
+        raise UpstreamError("The model provider could not be reached.", status=503) from exc
+
+
+def usage_from(obj: dict) -> tuple[int, int] | None:
+    """(prompt_tokens, completion_tokens) from an OpenAI `usage` object, if present."""
+    usage = obj.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    prompt = usage.get("prompt_tokens")
+    completion = usage.get("completion_tokens")
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    return prompt, completion
+
+
+def _upstream_message(content: bytes) -> tuple[str, str | None, str | None]:
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return "", None, None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message") or ""), error.get("param"), error.get("code")
+    if isinstance(error, str):
+        return error, None, None
+    return "", None, None
+
+
+def error_from_response(*, route: RouteTarget, status: int, content: bytes, headers) -> ApiError:
+    """Map an upstream's non-200 answer to what the client should see."""
+    message, param, code = _upstream_message(content)
+    if route.api_key and route.api_key in message:
+        message = message.replace(route.api_key, "***")
+    if status == 429:
+        extra = {}
+        if headers.get("Retry-After"):
+            extra["Retry-After"] = headers["Retry-After"]
+        return RateLimited(
+            "The model provider is rate limiting requests; retry shortly." + (f" ({message})" if message else ""),
+            code="upstream_rate_limited",
+            headers=extra,
+        )
+    if status in (400, 404, 409, 413, 422):
+        # The request itself was refused: the upstream's words help the caller fix it.
+        return InvalidRequest(
+            message or f"The model provider rejected the request (HTTP {status}).",
+            param=param if isinstance(param, str) else None,
+            code=code if isinstance(code, str) else None,
+            status=413 if status == 413 else 400,
+        )
+    if status in (401, 403):
+        # Beluga's own credential for the provider failed: not the caller's fault, and
+        # the provider's message may describe the credential, so it is not relayed.
+        return UpstreamError("The model provider refused Beluga's credentials.", status=502)
+    if status >= 500:
+        return UpstreamError(
+            f"The model provider failed (HTTP {status}); retry shortly.", status=503 if status == 503 else 502
+        )
+    return UpstreamError(f"Unexpected answer from the model provider (HTTP {status}).", status=502)
