@@ -134,11 +134,26 @@ def api_key_authenticate(*, raw_key: str) -> AuthenticatedKey:
     key = AuthenticatedKey(*cached)
     if key.expires_at is not None and key.expires_at <= time.time():
         raise KeyRejected
-    if cache.add(f"apikey-used:{key.key_id}", 1, _USED_WRITE_SECONDS):
-        # last_used_at is for people, so once a minute is precise enough and
-        # keeps a write off nearly every request.
-        ApiKey.objects.filter(id=key.key_id).update(last_used_at=timezone.now())
+    _touch_last_used(key.key_id)
     return key
+
+
+_last_used_seen: dict[int, float] = {}
+
+
+def _touch_last_used(key_id: int) -> None:
+    """Write last_used_at at most once a minute per key across all instances.
+
+    last_used_at is for people, so a minute is precise enough. A local clock
+    skips the shared-cache round trip on nearly every request; the cache.add
+    then elects one process per minute to do the UPDATE.
+    """
+    now = time.monotonic()
+    if now - _last_used_seen.get(key_id, -_USED_WRITE_SECONDS) < _USED_WRITE_SECONDS:
+        return
+    _last_used_seen[key_id] = now
+    if cache.add(f"apikey-used:{key_id}", 1, _USED_WRITE_SECONDS):
+        ApiKey.objects.filter(id=key_id).update(last_used_at=timezone.now())
 
 
 def _key_lookup(hashed: str) -> tuple | bool:

@@ -2,7 +2,46 @@
 
 from __future__ import annotations
 
+from django.db import connection
+from django.utils import timezone
+
 from billing.models import UsageRecord
+
+# The columns written for every upstream call, in INSERT order.
+_USAGE_FIELDS = (
+    "request_id",
+    "user_id",
+    "api_key_id",
+    "model",
+    "upstream",
+    "upstream_model",
+    "endpoint",
+    "stream",
+    "status_code",
+    "error_type",
+    "prompt_tokens",
+    "completion_tokens",
+    "usage_estimated",
+    "client_disconnected",
+    "cost_micro_usd",
+    "latency_ms",
+    "upstream_latency_ms",
+    "created_at",
+)
+_usage_insert_sql: str | None = None
+
+
+def _usage_insert() -> str:
+    # Built from the model's own metadata, so a renamed column cannot drift.
+    global _usage_insert_sql
+    if _usage_insert_sql is None:
+        opts = UsageRecord._meta
+        columns = ", ".join(connection.ops.quote_name(opts.get_field(f).column) for f in _USAGE_FIELDS)
+        placeholders = ", ".join(["%s"] * len(_USAGE_FIELDS))
+        _usage_insert_sql = (
+            f"INSERT INTO {connection.ops.quote_name(opts.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608 - names from model metadata, values bound
+        )
+    return _usage_insert_sql
 
 
 def usage_record(
@@ -24,24 +63,33 @@ def usage_record(
     cost_micro_usd: int = 0,
     latency_ms: int = 0,
     upstream_latency_ms: int = 0,
-) -> UsageRecord:
-    """Record one upstream call. One INSERT in autocommit; never updated afterwards."""
-    return UsageRecord.objects.create(
-        request_id=request_id,
-        user_id=user_id,
-        api_key_id=api_key_id,
-        model=model,
-        upstream=upstream,
-        upstream_model=upstream_model,
-        endpoint=endpoint,
-        stream=stream,
-        status_code=status_code,
-        error_type=error_type,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        usage_estimated=usage_estimated,
-        client_disconnected=client_disconnected,
-        cost_micro_usd=cost_micro_usd,
-        latency_ms=latency_ms,
-        upstream_latency_ms=upstream_latency_ms,
+) -> None:
+    """Record one upstream call: one INSERT in autocommit, never updated afterwards.
+
+    A plain parameterised INSERT instead of `UsageRecord.objects.create`: this
+    runs on every call, and building a model instance and compiling the
+    statement cost more CPU than the rest of the pipeline's database work
+    (see docs/performance.md).
+    """
+    values = (
+        request_id,
+        user_id,
+        api_key_id,
+        model,
+        upstream,
+        upstream_model,
+        endpoint,
+        stream,
+        status_code,
+        error_type,
+        prompt_tokens,
+        completion_tokens,
+        usage_estimated,
+        client_disconnected,
+        cost_micro_usd,
+        latency_ms,
+        upstream_latency_ms,
+        timezone.now(),
     )
+    with connection.cursor() as cursor:
+        cursor.execute(_usage_insert(), values)

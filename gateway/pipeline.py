@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 
 import orjson
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
@@ -21,7 +23,15 @@ from accounts.services import AuthenticatedKey, KeyRejected, api_key_authenticat
 from billing.pricing import chat_cost
 from billing.services import usage_record
 from catalog.selectors import ModelInfo, RouteTarget, model_get, route_pick
-from gateway.errors import ApiError, AuthenticationFailed, InvalidRequest, NotFound, RateLimited, UpstreamError
+from gateway.errors import (
+    ApiError,
+    AuthenticationFailed,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    UpstreamError,
+)
 from gateway.providers import openai as openai_adapter
 from gateway.validation import ChatRequest, validate_chat_request
 
@@ -66,6 +76,10 @@ def authenticate(request: HttpRequest) -> AuthenticatedKey:
 def parse_json_body(request: HttpRequest) -> object:
     try:
         return orjson.loads(request.body)
+    except RequestDataTooBig:
+        raise PayloadTooLarge(
+            f"Request body is larger than {settings.MAX_REQUEST_BODY_BYTES} bytes.", code="request_too_large"
+        ) from None
     except orjson.JSONDecodeError:
         raise InvalidRequest(
             "We could not parse the JSON body of your request. Send a JSON object with Content-Type: application/json.",

@@ -159,7 +159,7 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "gateway.cache.ReusedClientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "beluga"),
         }
@@ -175,7 +175,8 @@ else:
 RATELIMIT_USE_CACHE = "default"
 # django-ratelimit only knows stock backends; gateway.cache.AtomicDatabaseCache
 # makes the embedded one's increment atomic (see its docstring).
-SILENCED_SYSTEM_CHECKS = [] if REDIS_URL else ["django_ratelimit.E003", "django_ratelimit.W001"]
+# Django's own RedisCache increments atomically but is not on its list either.
+SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"] + ([] if REDIS_URL else ["django_ratelimit.E003"])
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -234,12 +235,13 @@ REST_FRAMEWORK = {
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL or "filesystem://"
 _celery_fs = DATA_DIR / "celery"
 if CELERY_BROKER_URL == "filesystem://":
-    for sub in ("in", "processed"):
+    for sub in ("in", "processed", "control"):
         (_celery_fs / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_celery_fs / "in"),
         "data_folder_out": str(_celery_fs / "in"),
         "processed_folder": str(_celery_fs / "processed"),
+        "control_folder": str(_celery_fs / "control"),
         "store_processed": False,
     }
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or (REDIS_URL or f"file://{_celery_fs / 'results'}")
@@ -251,6 +253,7 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 270)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # Beluga itself.
 BELUGA = {
@@ -268,6 +271,8 @@ BELUGA = {
     # The local simulator that serves the demo model when no provider key is set.
     "SIMULATOR_URL": env_str("BELUGA_SIMULATOR_URL", "http://127.0.0.1:8001/v1"),
     "CATALOG_FILE": env_str("BELUGA_CATALOG_FILE"),
+    # The demo admin's password for `make run` (generated and printed once when empty).
+    "ADMIN_PASSWORD": env_str("BELUGA_ADMIN_PASSWORD"),
 }
 
 LOGGING = {

@@ -4,24 +4,61 @@ Fixtures for the fake upstream and live-server clients live in tests/fixtures_*.
 modules registered below, so that each area's fixtures stay with that area.
 """
 
+import importlib
+from types import SimpleNamespace
+
 import pytest
 from django.core.cache import cache
 
 from accounts.models import Plan
 from accounts.services import api_key_create, user_create
 
-pytest_plugins = []
+pytest_plugins = ["tests.fixtures_gateway"]
+
+
+def _reseed_if_flushed() -> None:
+    """Transactional tests end by flushing every table, seeds included; put the
+    migrations' seed data back so that each test starts from a fresh `migrate`."""
+    from django.apps import apps
+    from django.db import connection
+
+    from catalog.models import AIModel
+
+    schema_editor = SimpleNamespace(connection=connection)
+    if not Plan.objects.exists():
+        importlib.import_module("accounts.migrations.0002_seed_plans").seed_plans(apps, schema_editor)
+    if not AIModel.objects.exists():
+        importlib.import_module("catalog.migrations.0002_seed_catalog").seed_catalog(apps, schema_editor)
+
+
+_DB_FIXTURES = {"db", "transactional_db", "live_server", "django_db_reset_sequences"}
 
 
 @pytest.fixture(autouse=True)
-def _clean_shared_state():
-    """Cache entries (key lookups, rate-limit windows) and the catalog snapshot must not leak between tests."""
+def _clean_shared_state(request):
+    """Cache entries (key lookups, rate-limit windows) and the catalog snapshot must not leak between tests.
+
+    The embedded cache lives in the database, so it is cleared only for tests that use one.
+    """
     from catalog.selectors import catalog_cache_clear
 
-    cache.clear()
+    if request.node.get_closest_marker("django_db") or _DB_FIXTURES & set(request.fixturenames):
+        request.getfixturevalue("transactional_db" if "transactional_db" in request.fixturenames else "db")
+        cache.clear()
+        _reseed_if_flushed()
     catalog_cache_clear()
     yield
     catalog_cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _static_files_from_source(settings):
+    """Pages under test link static files by their source names: the hashed names of
+    the production manifest would point at whatever an earlier collectstatic left."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
 
 
 @pytest.fixture

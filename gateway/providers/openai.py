@@ -47,7 +47,7 @@ def chat_send(*, route: RouteTarget, body: dict, stream: bool, request_id: str) 
     except requests.exceptions.ConnectTimeout as exc:
         raise UpstreamError("The model provider could not be reached in time.", status=503) from exc
     except requests.exceptions.Timeout as exc:
-        raise UpstreamError("The model provider timed out.", status=504, code="upstream_timeout") from exc
+        raise UpstreamError("The model provider timed out.", status=502, code="upstream_timeout") from exc
     except requests.exceptions.RequestException as exc:
         raise UpstreamError("The model provider could not be reached.", status=503) from exc
 

@@ -1,0 +1,42 @@
+"""Create (or reuse) a user on a plan and print a new API key for them.
+
+Only the key goes to stdout, one line, so scripts can capture it:
+    BELUGA_API_KEY=$(python manage.py create_api_key --email me@example.com --plan free)
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.validators import validate_email
+
+from accounts.models import Plan, User
+from accounts.services import api_key_create, user_create, user_set_plan
+
+
+class Command(BaseCommand):
+    help = "Create a user if needed, put them on a plan, and print a new API key (stdout: the key only)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--email", required=True, help="The account's email; created without a password if new.")
+        parser.add_argument("--plan", required=True, help="Plan slug, e.g. free, standard, pro, enterprise.")
+        parser.add_argument("--name", default="CLI key", help="A name for the key (default: %(default)s).")
+
+    def handle(self, *args, email: str, plan: str, name: str, **options) -> None:
+        email = email.strip()
+        try:
+            validate_email(email)
+        except ValidationError:
+            raise CommandError(f"--email: {email!r} is not a valid email address") from None
+        plan_row = Plan.objects.filter(slug=plan).first()
+        if plan_row is None:
+            valid = ", ".join(Plan.objects.values_list("slug", flat=True))
+            raise CommandError(f"--plan: unknown plan {plan!r}; valid plans: {valid}")
+
+        user = User.objects.filter(email__iexact=email).first()
+        if user is None:
+            user = user_create(email=email.lower(), password=None, plan=plan_row)
+            self.stderr.write(f"Created user {user.email} (no password; set one with `manage.py changepassword`).")
+        user_set_plan(user=user, plan=plan_row)
+        _, raw_key = api_key_create(user=user, name=name)
+        self.stdout.write(raw_key)

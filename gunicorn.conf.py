@@ -1,0 +1,70 @@
+"""gunicorn's configuration: `gunicorn gateway.wsgi -c gunicorn.conf.py`.
+
+Worker class: gthread. The proxy is synchronous Django calling upstreams with
+`requests`, which blocks; under threads it works as written, and each open
+stream simply holds one thread while it relays chunks (300 threads x 2 workers
+hold 500+ slow streams, see bench/). gevent would need monkey-patching of
+psycopg and requests (psycopg 3 is not patched by gevent at all) and makes
+every blocking call a hidden scheduling point. The sync worker holds one
+stream per process, which the shared benchmark showed cannot work.
+
+This file is gunicorn's, not Django's, so it reads its own environment
+variables (all listed in .env.example):
+
+    WEB_CONCURRENCY   worker processes (default: CPU count)
+    GUNICORN_THREADS  threads per worker = concurrent requests/streams per worker (default 300)
+    BIND              address to listen on (default 127.0.0.1:8000)
+    PORT              when BIND is unset: listen on 0.0.0.0:$PORT (gunicorn's and PaaS convention)
+    ACCESS_LOG        1 to write an access log to stdout (default off: usage records are the log)
+"""
+
+import os
+
+# Not gateway.settings' helpers: importing Django settings here would configure
+# Django in the master process before fork.
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
+
+
+def _env_bool(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+wsgi_app = "gateway.wsgi:application"
+proc_name = "beluga"
+
+worker_class = "gthread"
+workers = _env_int("WEB_CONCURRENCY", os.cpu_count() or 1)
+threads = _env_int("GUNICORN_THREADS", 300)
+# gthread parks idle keep-alive connections in a poller, not in a thread; this
+# caps open connections per worker (held streams + idle keep-alive).
+worker_connections = max(1000, threads * 2)
+
+if os.environ.get("BIND"):
+    bind = [os.environ["BIND"]]
+elif os.environ.get("PORT"):
+    bind = [f"0.0.0.0:{_env_int('PORT', 8000)}"]  # noqa: S104 (a PaaS routes to $PORT on every interface)
+else:
+    bind = ["127.0.0.1:8000"]
+
+# gthread workers heartbeat from their main thread, so a stream that lasts
+# minutes does not trip `timeout`; it only catches a worker that is truly stuck.
+timeout = 120
+graceful_timeout = 30
+# Longer than the usual load balancer idle timeout (60 s), so the balancer
+# closes idle connections first and never sends on a socket we just closed.
+keepalive = 75
+# No periodic worker recycling: it would cut held streams.
+max_requests = 0
+
+accesslog = "-" if _env_bool("ACCESS_LOG") else None
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+
+# The heartbeat file is touched often; keep it in memory where /dev/shm exists (Docker's /tmp may be disk).
+# gunicorn creates it with mkstemp and unlinks it at once, so a shared directory is safe.
+if os.path.isdir("/dev/shm"):  # noqa: S108
+    worker_tmp_dir = "/dev/shm"  # noqa: S108

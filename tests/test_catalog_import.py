@@ -1,0 +1,433 @@
+"""Catalog files: import, validation, export, the seeded catalog and its migration."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from catalog.importer import CatalogFileError, catalog_export, catalog_file_read, catalog_import, catalog_text_parse
+from catalog.models import CHAT_CATEGORIES, AIModel, Route, Upstream
+from catalog.selectors import model_get
+
+pytestmark = pytest.mark.django_db
+
+SEED_FILE = Path(__file__).resolve().parent.parent / "catalog" / "seed" / "catalog.yaml"
+
+EXAMPLE = """
+upstreams:
+  - name: local-a
+    kind: openai            # later: anthropic, gemini, predictions
+    base_url: http://127.0.0.1:9100/v1
+    api_key: env:LOCAL_A_KEY
+    # optional: connect_timeout, read_timeout, enabled
+models:
+  - id: bench-model
+    vendor: OpenAI
+    category: chat
+    price: {input_per_1m: 0, output_per_1m: 0}
+    routes:
+      - {upstream: local-a, upstream_model: gpt-4o-mini}   # optional: priority, weight, enabled
+"""
+
+
+def parse(text: str) -> dict:
+    return catalog_text_parse(text=text)
+
+
+def errors_of(data: dict) -> list[str]:
+    with pytest.raises(CatalogFileError) as info:
+        catalog_import(data=data)
+    return info.value.errors
+
+
+def counts(result) -> tuple:
+    return tuple((c.created, c.updated, c.unchanged) for c in (result.upstreams, result.models, result.routes))
+
+
+@pytest.fixture
+def one_model_file():
+    """Returns a builder of a one-upstream, one-model file with the model entry overridden."""
+
+    def make(**model):
+        return {
+            "upstreams": [{"name": "local-a", "base_url": "http://127.0.0.1:9100/v1", "api_key": "env:LOCAL_A_KEY"}],
+            "models": [{"id": "bench-model", "vendor": "OpenAI", **model}],
+        }
+
+    return make
+
+
+# --- import ------------------------------------------------------------------
+
+
+def test_example_file_creates_upstream_model_and_route():
+    result = catalog_import(data=parse(EXAMPLE))
+
+    assert counts(result) == ((1, 0, 0), (1, 0, 0), (1, 0, 0))
+    upstream = Upstream.objects.get(name="local-a")
+    assert (upstream.kind, upstream.base_url) == ("openai", "http://127.0.0.1:9100/v1")
+    assert upstream.api_key == "env:LOCAL_A_KEY"
+    assert (upstream.connect_timeout, upstream.read_timeout, upstream.enabled) == (10.0, 600.0, True)
+    model = AIModel.objects.get(slug="bench-model")
+    assert (model.name, model.vendor, model.category, model.enabled) == ("bench-model", "OpenAI", "chat", True)
+    assert (model.input_per_1m, model.output_per_1m) == (0, 0)
+    route = Route.objects.get(model=model)
+    assert (route.upstream, route.upstream_model, route.priority, route.weight) == (upstream, "gpt-4o-mini", 0, 1)
+
+
+def test_reimporting_the_same_file_changes_and_duplicates_nothing():
+    catalog_import(data=parse(EXAMPLE))
+    stamp = AIModel.objects.get(slug="bench-model").updated_at
+
+    result = catalog_import(data=parse(EXAMPLE))
+
+    assert counts(result) == ((0, 0, 1), (0, 0, 1), (0, 0, 1))
+    assert Upstream.objects.filter(name="local-a").count() == 1
+    assert AIModel.objects.filter(slug="bench-model").count() == 1
+    assert Route.objects.filter(model__slug="bench-model").count() == 1
+    assert AIModel.objects.get(slug="bench-model").updated_at == stamp
+
+
+def test_reimport_with_changes_updates_the_rows():
+    catalog_import(data=parse(EXAMPLE))
+    changed = parse(EXAMPLE)
+    changed["upstreams"][0].update(base_url="http://127.0.0.1:9200/v1", read_timeout=30, enabled=False)
+    changed["models"][0].update(
+        name="Bench",
+        category="code",
+        context_window=8192,
+        capabilities={"tools": True},
+        price={"input_per_1m": 150_000, "output_per_1m": 600_000},
+        list_price={"input_per_1m": 200_000},
+    )
+    changed["models"][0]["routes"][0].update(upstream_model="gpt-4o", priority=2, weight=5)
+
+    result = catalog_import(data=changed)
+
+    assert counts(result) == ((0, 1, 0), (0, 1, 0), (0, 1, 0))
+    upstream = Upstream.objects.get(name="local-a")
+    assert (upstream.base_url, upstream.read_timeout, upstream.enabled) == ("http://127.0.0.1:9200/v1", 30.0, False)
+    model = AIModel.objects.get(slug="bench-model")
+    assert (model.name, model.category, model.context_window, model.supports_tools) == ("Bench", "code", 8192, True)
+    assert (model.input_per_1m, model.output_per_1m) == (150_000, 600_000)
+    assert (model.input_per_1m_list, model.output_per_1m_list) == (200_000, 0)
+    route = Route.objects.get(model=model)
+    assert (route.upstream_model, route.priority, route.weight) == ("gpt-4o", 2, 5)
+
+
+def test_absent_keys_keep_existing_values_and_absent_price_keeps_prices(one_model_file):
+    first = one_model_file(name="Bench", description="first", price={"input_per_1m": 5, "output_per_1m": 7})
+    first["models"][0]["routes"] = [{"upstream": "local-a"}]
+    catalog_import(data=first)
+
+    catalog_import(data={"models": [{"id": "bench-model"}]})
+
+    model = AIModel.objects.get(slug="bench-model")
+    assert (model.name, model.vendor, model.description) == ("Bench", "OpenAI", "first")
+    assert (model.input_per_1m, model.output_per_1m) == (5, 7)
+    # A route written without upstream_model calls the upstream by the public id.
+    assert Route.objects.get(model=model).upstream_model == "bench-model"
+
+
+def test_price_mapping_states_the_whole_price(one_model_file):
+    catalog_import(data=one_model_file(price={"input_per_1m": 5, "output_per_1m": 7, "per_image": 9}))
+
+    catalog_import(data=one_model_file(price={"input_per_1m": 6}))
+
+    model = AIModel.objects.get(slug="bench-model")
+    assert (model.input_per_1m, model.output_per_1m, model.per_image) == (6, 0, 0)
+
+
+def test_new_model_without_price_costs_zero(one_model_file):
+    catalog_import(data=one_model_file())
+
+    model = AIModel.objects.get(slug="bench-model")
+    assert model.input_per_1m == model.output_per_1m == model.per_image == 0
+
+
+def test_route_may_name_an_upstream_already_in_the_database():
+    catalog_import(data=parse(EXAMPLE))
+
+    catalog_import(data={"models": [{"id": "second", "vendor": "X", "routes": [{"upstream": "local-a"}]}]})
+
+    assert Route.objects.get(model__slug="second").upstream.name == "local-a"
+
+
+def test_credentials_are_stored_as_given():
+    data = parse(EXAMPLE)
+    data["upstreams"].append({"name": "literal", "base_url": "https://example.com/v1", "api_key": "sk-literal-123"})
+
+    catalog_import(data=data)
+
+    assert Upstream.objects.get(name="local-a").api_key == "env:LOCAL_A_KEY"
+    assert Upstream.objects.get(name="literal").api_key == "sk-literal-123"
+
+
+def test_dry_run_reports_counts_and_saves_nothing():
+    result = catalog_import(data=parse(EXAMPLE), dry_run=True)
+
+    assert counts(result) == ((1, 0, 0), (1, 0, 0), (1, 0, 0))
+    assert "dry run" in result.summary()
+    assert not Upstream.objects.filter(name="local-a").exists()
+    assert not AIModel.objects.filter(slug="bench-model").exists()
+
+
+def test_import_clears_this_process_catalog_snapshot():
+    assert model_get(slug="bench-model") is None  # loads the snapshot
+
+    catalog_import(data=parse(EXAMPLE))
+
+    info = model_get(slug="bench-model")
+    assert info is not None
+    assert [r.upstream_model for r in info.routes] == ["gpt-4o-mini"]
+
+
+# --- validation --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [0.5, 1.0, 1e6, "100", True, -1, None])
+def test_a_price_that_is_not_a_non_negative_integer_is_rejected(one_model_file, value):
+    errors = errors_of(one_model_file(price={"input_per_1m": value}))
+
+    assert errors == ["models[0].price.input_per_1m: must be a non-negative integer (micro-USD)"]
+    assert not AIModel.objects.filter(slug="bench-model").exists()
+
+
+def test_every_error_is_reported_with_its_path():
+    data = parse(
+        """
+upstreams:
+  - {name: ok, base_url: http://127.0.0.1:1/v1}
+  - {name: bad name, kind: grpc, base_url: ftp://x, api_key: "env:", connect_timeout: 0}
+  - {kind: openai}
+models:
+  - {id: a, vendor: V, category: chat}
+  - {id: b, vendor: V, category: sound, pirce: {}}
+  - {id: c, vendor: V, list_price: {per_image: 2.5, per_token: 1}, capabilities: {stream: "yes"}}
+  - {id: d, vendor: V, context_window: 0, routes: [{upstream: ok, weight: 1.5}, {upstream: ok}, {priority: 1}]}
+  - {id: a, vendor: V}
+  - just a string
+extra: 1
+"""
+    )
+
+    errors = errors_of(data)
+
+    assert errors == [
+        "extra: unknown top-level key (expected `upstreams` and `models`)",
+        "upstreams[1].name: must contain only letters, digits, '-' and '_'",
+        "upstreams[1].kind: must be one of: openai, anthropic, gemini, predictions (got 'grpc')",
+        "upstreams[1].base_url: must be an http:// or https:// URL",
+        "upstreams[1].api_key: env: must be followed by a variable name, e.g. env:OPENAI_API_KEY",
+        "upstreams[1].connect_timeout: must be a number of seconds greater than 0",
+        "upstreams[2].name: is required",
+        "models[1]: unknown key 'pirce' (expected one of: id, name, vendor, category, description, enabled, "
+        "context_window, max_output_tokens, capabilities, price, list_price, routes)",
+        "models[1].category: must be one of: chat, code, reasoning, vision, image, video, audio-tts, audio-stt "
+        "(got 'sound')",
+        "models[2].capabilities.stream: must be true or false",
+        "models[2].list_price: unknown key 'per_token' (expected one of: input_per_1m, output_per_1m, per_image, "
+        "per_video_second, per_1m_chars, per_minute)",
+        "models[2].list_price.per_image: must be a non-negative integer (micro-USD)",
+        "models[3].context_window: must be a positive integer",
+        "models[3].routes[0].weight: must be an integer from 0 to 32767",
+        "models[3].routes[1]: a second route to upstream 'ok'",
+        "models[3].routes[2].upstream: is required",
+        "models[4].id: 'a' is also models[0]",
+        "models[5]: must be a mapping",
+    ]
+    assert not Upstream.objects.filter(name="ok").exists()
+
+
+def test_errors_found_while_writing_roll_back_the_whole_file():
+    data = parse(EXAMPLE)
+    data["models"].append({"id": "orphan", "vendor": "X", "routes": [{"upstream": "nowhere"}]})
+    data["models"].append({"id": "no-vendor"})
+
+    errors = errors_of(data)
+
+    assert errors == [
+        "models[1].routes[0].upstream: no upstream named 'nowhere' in this file or the database",
+        "models[2].vendor: is required for a new model",
+    ]
+    assert not Upstream.objects.filter(name="local-a").exists()
+    assert not AIModel.objects.filter(slug__in=["bench-model", "orphan"]).exists()
+
+
+def test_top_level_must_be_a_mapping():
+    with pytest.raises(CatalogFileError, match="top level must be a mapping"):
+        catalog_text_parse(text="- a\n- b\n")
+    with pytest.raises(CatalogFileError, match="not valid YAML"):
+        catalog_text_parse(text="models: [\n")
+
+
+# --- export ------------------------------------------------------------------
+
+
+def test_export_round_trips_through_import():
+    data = parse(EXAMPLE)
+    data["upstreams"].append({"name": "literal", "base_url": "https://example.com/v1", "api_key": "sk-literal-123"})
+    data["models"][0].update(
+        description="A model.",
+        capabilities={"vision": True},
+        list_price={"input_per_1m": 10, "output_per_1m": 20},
+    )
+    catalog_import(data=data)
+    exported = catalog_export()
+
+    result = catalog_import(data=yaml.safe_load(yaml.safe_dump(exported)))
+
+    assert result.upstreams.created == result.models.created == result.routes.created == 0
+    assert result.upstreams.updated == result.models.updated == result.routes.updated == 0
+    assert catalog_export() == exported
+    assert Upstream.objects.get(name="literal").api_key == "sk-literal-123"
+    bench = next(m for m in exported["models"] if m["id"] == "bench-model")
+    assert bench["capabilities"] == {"stream": True, "vision": True, "tools": False, "json": False}
+    assert bench["routes"] == [
+        {"upstream": "local-a", "upstream_model": "gpt-4o-mini", "priority": 0, "weight": 1, "enabled": True}
+    ]
+
+
+def test_export_never_contains_a_literal_secret(capsys):
+    Upstream.objects.create(name="literal", base_url="https://example.com/v1", api_key="sk-very-secret-value")
+
+    exported = catalog_export()
+    call_command("catalog_export")
+
+    row = next(u for u in exported["upstreams"] if u["name"] == "literal")
+    assert row["api_key"] == "***"
+    assert "sk-very-secret-value" not in yaml.safe_dump(exported)
+    out = capsys.readouterr().out
+    assert "sk-very-secret-value" not in out
+    assert "env:OPENAI_API_KEY" in out  # references are not secrets
+
+
+def test_redacted_key_for_a_new_upstream_is_an_error():
+    errors = errors_of({"upstreams": [{"name": "new", "base_url": "https://example.com/v1", "api_key": "***"}]})
+
+    assert errors == [
+        "upstreams[0].api_key: '***' keeps the stored key, but there is no upstream 'new' yet; give the key or env:VAR"
+    ]
+
+
+# --- commands ----------------------------------------------------------------
+
+
+def test_import_command_prints_a_summary_and_export_command_writes_a_file(tmp_path, capsys):
+    path = tmp_path / "catalog.yaml"
+    path.write_text(EXAMPLE)
+
+    call_command("catalog_import", str(path))
+    call_command("catalog_import", str(path), "--dry-run")
+    call_command("catalog_export", "--output", str(tmp_path / "out.yaml"))
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{path}: upstreams: 1 created, 0 updated, 0 unchanged; models: 1 created, 0 updated, " + (
+        "0 unchanged; routes: 1 created, 0 updated, 0 unchanged"
+    )
+    assert lines[1].endswith("(dry run, nothing saved)")
+    assert any(m["id"] == "bench-model" for m in catalog_file_read(path=tmp_path / "out.yaml")["models"])
+
+
+def test_import_command_turns_file_errors_into_a_command_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("models:\n  - {id: x, vendor: V, price: {input_per_1m: 0.25}}\n")
+
+    with pytest.raises(CommandError, match=r"models\[0\]\.price\.input_per_1m: must be a non-negative integer"):
+        call_command("catalog_import", str(path))
+    with pytest.raises(CommandError, match="No such file"):
+        call_command("catalog_import", str(tmp_path / "missing.yaml"))
+
+
+# --- the seeded catalog ------------------------------------------------------
+
+REPRESENTATIVE_IDS = [
+    "gpt-5.4",
+    "gpt-5.2-codex",
+    "gpt-5-mini-2025-08-07",
+    "o3-2025-04-16",
+    "claude-opus-4-7",
+    "claude-sonnet-4-5-20250929-thinking",
+    "claude-sonnet-4-20250514",
+    "gemini-3-flash-preview-nothinking",
+    "gemini-2.5-pro",
+    "deepseek-r1-250528",
+    "deepseek-ocr",
+    "glm-5.1",
+    "minimax-m2.1",
+    "kimi-k2-thinking",
+    "llama3.1-8b",
+    "zai-glm-4.7",
+    "gpt-4o",
+    "gpt-4o-mini",
+    "beluga-demo",
+]
+
+
+def test_seeded_catalog_has_the_spec_models_with_routes():
+    slugs = set(AIModel.objects.values_list("slug", flat=True))
+    assert set(REPRESENTATIVE_IDS) <= slugs
+    assert {"gpt-image-2", "seedream-4.5", "flux-2.0", "dall-e-3", "dall-e-2"} <= slugs
+    assert {"whisper-1", "gpt-4o-transcribe", "tts-1", "gpt-4o-mini-tts", "sora-2", "veo-3.1"} <= slugs
+
+    chat_models = AIModel.objects.filter(category__in=CHAT_CATEGORIES)
+    assert chat_models.count() >= 68
+    unrouted = chat_models.exclude(routes__enabled=True).values_list("slug", flat=True)
+    assert list(unrouted) == []
+    assert AIModel.objects.get(slug="llama3.1-8b").vendor == "Beluga Edge"
+    assert AIModel.objects.get(slug="gpt-4o-transcribe").category == "audio-stt"
+    assert Route.objects.get(model__slug="claude-opus-4-6-thinking").upstream_model == "claude-opus-4-6"
+
+
+def test_seeded_prices_are_sane():
+    for m in AIModel.objects.exclude(slug="beluga-demo"):
+        for key in ("input_per_1m", "output_per_1m", "per_image", "per_video_second", "per_1m_chars", "per_minute"):
+            sale, listed = getattr(m, key), getattr(m, key + "_list")
+            assert 0 <= sale <= listed, (m.slug, key)
+            assert sale >= listed * 3 // 10, (m.slug, key)  # never more than 70% below official
+        priced = ("input_per_1m", "per_image", "per_video_second", "per_1m_chars", "per_minute")
+        assert any(getattr(m, key) for key in priced), m.slug
+    gpt4o = AIModel.objects.get(slug="gpt-4o")
+    assert (gpt4o.input_per_1m_list, gpt4o.output_per_1m_list) == (2_500_000, 10_000_000)
+
+
+def test_demo_model_is_routed_to_the_local_simulator():
+    demo = AIModel.objects.get(slug="beluga-demo")
+    assert (demo.name, demo.vendor, demo.category) == ("Beluga Demo (local simulator)", "Beluga", "chat")
+    assert (demo.supports_stream, demo.supports_vision, demo.supports_tools, demo.supports_json) == (True,) * 4
+    assert (demo.input_per_1m, demo.output_per_1m) == (100_000, 200_000)
+    route = Route.objects.select_related("upstream").get(model=demo)
+    assert (route.upstream.name, route.upstream.base_url, route.upstream_model) == (
+        "local-simulator",
+        "http://127.0.0.1:8001/v1",
+        "beluga-demo",
+    )
+
+
+def test_seed_file_reimport_is_a_no_op():
+    result = catalog_import(data=catalog_file_read(path=SEED_FILE))
+
+    assert result.upstreams.unchanged == 9
+    assert (result.models.created, result.models.updated) == (0, 0)
+    assert (result.routes.created, result.routes.updated) == (0, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_seed_migration_reverses_and_reapplies():
+    # An earlier transactional test may have flushed the seed; put it back first.
+    catalog_import(data=catalog_file_read(path=SEED_FILE))
+    AIModel.objects.create(slug="admin-added", name="Admin added", vendor="Acme")
+
+    call_command("migrate", "catalog", "0001", verbosity=0)
+
+    assert list(AIModel.objects.values_list("slug", flat=True)) == ["admin-added"]
+    assert not Upstream.objects.exists()
+    assert not Route.objects.exists()
+
+    call_command("migrate", "catalog", "zero", verbosity=0)
+    call_command("migrate", verbosity=0)
+
+    assert AIModel.objects.filter(slug__in=REPRESENTATIVE_IDS).count() == len(REPRESENTATIVE_IDS)
+    assert Upstream.objects.filter(name="local-simulator").exists()

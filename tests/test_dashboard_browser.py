@@ -1,0 +1,116 @@
+"""The dashboard in a real browser: Debian's chromium driven by Playwright against live_server."""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from accounts.models import ApiKey, User
+from billing.models import UsageRecord
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-dev-shm-usage",
+]
+
+# Playwright's sync API runs an event loop in this thread; Django would otherwise
+# refuse ORM calls from it (the live server itself runs in its own thread).
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) to run browser tests")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(base_url=live_server.url)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.on("dialog", lambda dialog: dialog.accept())  # the revoke confirmation
+    yield page
+    context.close()
+
+
+def test_sign_up_create_copy_revoke_key_and_see_usage(page, live_server):
+    from playwright.sync_api import expect
+
+    # Sign up and land on the dashboard.
+    page.goto("/signup/")
+    page.get_by_label("Email").fill("browser@example.com")
+    page.get_by_label("Password", exact=True).fill("correct-horse-battery-staple")
+    page.get_by_label("Confirm password").fill("correct-horse-battery-staple")
+    page.get_by_role("button", name="Sign up").click()
+    expect(page).to_have_url(f"{live_server.url}/dashboard/")
+    expect(page.get_by_text("Free plan")).to_be_visible()
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+
+    # Create a key: shown once, with a copy button that really copies it.
+    page.get_by_label("Name").fill("browser key")
+    page.get_by_role("button", name="Create key").click()
+    new_key = page.get_by_test_id("new-key")
+    expect(new_key).to_be_visible()
+    raw_key = new_key.inner_text().strip()
+    assert re.fullmatch(r"bapi_[A-Za-z0-9_-]{43}", raw_key)
+    expect(page.get_by_text("only time the full key is shown")).to_be_visible()
+    copy = page.get_by_role("button", name="Copy")
+    copy.click()
+    expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == raw_key
+    expect(page).to_have_url(f"{live_server.url}/dashboard/")  # the POST's address was swapped back
+
+    # A reload is a plain GET of the dashboard: no new key, and the old one is not shown again.
+    page.reload()
+    expect(page.get_by_test_id("new-key")).to_have_count(0)
+    assert raw_key not in page.content()
+    assert ApiKey.objects.filter(user__email="browser@example.com").count() == 1
+    row = page.locator("#keys tbody tr", has_text="browser key")
+    expect(row.get_by_test_id("key-status")).to_have_text("active")
+    expect(row).to_contain_text(raw_key[:12] + "…")
+
+    # Revoke it (the confirmation dialog is accepted).
+    row.get_by_role("button", name="Revoke").click()
+    expect(page.get_by_text("revoked. Requests using it are now rejected.")).to_be_visible()
+    row = page.locator("#keys tbody tr", has_text="browser key")
+    expect(row.get_by_test_id("key-status")).to_have_text("revoked")
+    expect(row.get_by_role("button", name="Revoke")).to_have_count(0)
+
+    # Usage: a record written for this user is listed with its cost.
+    UsageRecord.objects.create(
+        request_id="req-browser-1",
+        user=User.objects.get(email="browser@example.com"),
+        model="demo-chat",
+        endpoint="chat/completions",
+        status_code=200,
+        prompt_tokens=12,
+        completion_tokens=34,
+        cost_micro_usd=1234,
+        latency_ms=87,
+    )
+    page.get_by_role("link", name="Usage").click()
+    expect(page).to_have_url(f"{live_server.url}/usage/")
+    records = page.locator("#records tbody tr")
+    expect(records).to_have_count(1)
+    expect(records.first).to_contain_text("demo-chat")
+    expect(records.first).to_contain_text("$0.001234")
+    expect(page.get_by_test_id("total-cost")).to_have_text("$0.001234")
+
+    # Log out.
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r"/login/$"))

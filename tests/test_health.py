@@ -1,0 +1,67 @@
+"""GET /v1/health: no key needed, database and catalog state, 503 when the database is down."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.db import OperationalError
+
+# Registers the fixtures (fake upstream, chat route, keys, live clients) for this module.
+pytest_plugins = ["tests.fixtures_gateway"]
+
+
+@pytest.mark.parametrize("prefix", ["/v1", "/api/v1"])
+def test_health_is_ok_without_a_key(client, chat_route, prefix):
+    response = client.get(f"{prefix}/health")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/json")
+    assert response["X-Request-Id"]
+    body = json.loads(response.content)
+    assert body["status"] == "ok"
+    assert body["database"] == "ok"
+
+
+def test_health_reports_catalog_counts(client, chat_route):
+    from catalog.models import AIModel, Upstream
+
+    body = json.loads(client.get("/v1/health").content)
+
+    assert body["catalog"]["models_enabled"] == AIModel.objects.filter(enabled=True).count()
+    assert body["catalog"]["upstreams_configured"] == Upstream.objects.filter(enabled=True).count()
+    assert body["catalog"]["models_enabled"] >= 1
+
+
+def test_health_ignores_a_bad_key(client, db):
+    response = client.get("/v1/health", headers={"Authorization": "Bearer bapi_" + "H" * 43})
+
+    assert response.status_code == 200
+
+
+def test_health_is_503_when_the_database_is_down(client, db, monkeypatch):
+    from gateway import views
+
+    class DownConnection:
+        def cursor(self):
+            raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(views, "connection", DownConnection())
+
+    response = client.get("/v1/health")
+
+    assert response.status_code == 503
+    body = json.loads(response.content)
+    assert body["database"] == "error"
+    assert body["status"] != "ok"
+    assert "could not connect" not in response.content.decode()
+    assert response["X-Request-Id"]
+
+
+def test_health_on_the_live_server(live_api):
+    import requests
+
+    response = requests.get(f"{live_api}/v1/health", timeout=10)
+
+    assert response.status_code == 200
+    assert response.json()["database"] == "ok"

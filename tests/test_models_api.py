@@ -1,0 +1,199 @@
+"""GET /v1/models and /v1/models/{id}: OpenAI's list shape plus Beluga's fields, filters,
+disabled models hidden, 404 in OpenAI's shape, and auth optional but checked when given."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.fixtures_gateway import error_of
+
+# Registers the fixtures (fake upstream, chat route, keys, live clients) for this module.
+pytest_plugins = ["tests.fixtures_gateway"]
+
+ACME = "Acme Labs"
+
+
+@pytest.fixture
+def acme_models(db):
+    from catalog.models import AIModel
+    from catalog.selectors import catalog_cache_clear
+
+    rows = {
+        "chat": AIModel.objects.create(
+            slug="acme-chat-1",
+            name="Acme Chat One",
+            vendor=ACME,
+            category="chat",
+            description="A fast multilingual assistant.",
+            supports_stream=True,
+            supports_tools=True,
+            supports_json=True,
+            context_window=200_000,
+            max_output_tokens=32_000,
+            input_per_1m=1_500_000,
+            output_per_1m=6_000_000,
+            input_per_1m_list=3_000_000,
+            output_per_1m_list=12_000_000,
+        ),
+        "vision": AIModel.objects.create(
+            slug="acme-vision-2", name="Acme Vision Two", vendor=ACME, category="vision", supports_vision=True
+        ),
+        "image": AIModel.objects.create(
+            slug="acme-image-3",
+            name="Acme Image Three",
+            vendor=ACME,
+            category="image",
+            supports_stream=False,
+            per_image=40_000,
+            per_image_list=80_000,
+        ),
+        "disabled": AIModel.objects.create(
+            slug="acme-disabled", name="Acme Retired", vendor=ACME, category="chat", enabled=False
+        ),
+        "zeta": AIModel.objects.create(
+            slug="zeta-chat", name="Zeta Chat", vendor="Zeta AI", category="chat", description="Multilingual too."
+        ),
+    }
+    catalog_cache_clear()
+    return rows
+
+
+def listed(client, query: str = "", **headers) -> list[dict]:
+    response = client.get(f"/v1/models{query}", headers=headers)
+    assert response.status_code == 200, response.content
+    body = json.loads(response.content)
+    assert body["object"] == "list"
+    return body["data"]
+
+
+def ids(items) -> list[str]:
+    return [item["id"] for item in items]
+
+
+def test_list_has_openai_shape_and_beluga_fields(client, acme_models):
+    items = {item["id"]: item for item in listed(client)}
+
+    item = items["acme-chat-1"]
+    assert item["object"] == "model"
+    assert isinstance(item["created"], int) and item["created"] > 1_600_000_000
+    assert item["owned_by"] == "acme-labs"
+    assert item["name"] == "Acme Chat One"
+    assert item["provider"] == ACME
+    assert item["category"] == "chat"
+    assert item["context_window"] == 200_000
+    assert item["capabilities"] == {"stream": True, "vision": False, "tools": True, "json_output": True}
+    pricing = item["pricing"]
+    assert pricing["sale"]["input_per_1m_tokens"] == 1_500_000
+    assert pricing["sale"]["output_per_1m_tokens"] == 6_000_000
+    assert pricing["list"]["input_per_1m_tokens"] == 3_000_000
+    assert pricing["list"]["output_per_1m_tokens"] == 12_000_000
+    assert items["acme-image-3"]["pricing"]["sale"]["per_image"] == 40_000
+    for entry in items.values():
+        assert {"id", "object", "created", "owned_by"} <= set(entry)
+        assert isinstance(entry["owned_by"], str) and entry["owned_by"]
+
+
+def test_disabled_models_are_not_listed_nor_retrievable(client, acme_models):
+    assert "acme-disabled" not in ids(listed(client))
+    assert "acme-disabled" not in ids(listed(client, f"?provider={ACME}"))
+
+    response = client.get("/v1/models/acme-disabled")
+
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "model_not_found"
+
+
+def test_filter_by_provider_is_case_insensitive(client, acme_models):
+    assert sorted(ids(listed(client, "?provider=Acme Labs"))) == ["acme-chat-1", "acme-image-3", "acme-vision-2"]
+    assert sorted(ids(listed(client, "?provider=acme labs"))) == ["acme-chat-1", "acme-image-3", "acme-vision-2"]
+    assert ids(listed(client, "?provider=Nobody")) == []
+
+
+def test_filter_by_category(client, acme_models):
+    images = listed(client, "?category=image")
+
+    assert "acme-image-3" in ids(images)
+    assert {item["category"] for item in images} == {"image"}
+    assert ids(listed(client, f"?category=vision&provider={ACME}")) == ["acme-vision-2"]
+    assert ids(listed(client, f"?category=chat&provider={ACME}")) == ["acme-chat-1"]
+
+
+@pytest.mark.parametrize(
+    ("search", "expected"),
+    [
+        ("acme-chat", {"acme-chat-1"}),
+        ("Acme Vision", {"acme-vision-2"}),
+        ("multilingual", {"acme-chat-1", "zeta-chat"}),
+    ],
+)
+def test_search_matches_id_name_and_description(client, acme_models, search, expected):
+    found = set(ids(listed(client, f"?search={search}")))
+
+    assert expected <= found
+    assert "acme-disabled" not in found
+
+
+def test_search_without_match_is_an_empty_list(client, acme_models):
+    assert listed(client, "?search=qwertyuiopasdfgh") == []
+
+
+def test_search_combines_with_other_filters(client, acme_models):
+    assert ids(listed(client, f"?search=multilingual&provider={ACME}")) == ["acme-chat-1"]
+
+
+def test_detail_returns_the_same_object_as_the_list(client, acme_models):
+    response = client.get("/v1/models/acme-chat-1")
+
+    assert response.status_code == 200
+    detail = json.loads(response.content)
+    [in_list] = [m for m in listed(client) if m["id"] == "acme-chat-1"]
+    assert detail == in_list
+    assert response["X-Request-Id"]
+
+
+@pytest.mark.parametrize("prefix", ["/v1", "/api/v1"])
+def test_unknown_model_is_404_model_not_found(client, acme_models, prefix):
+    response = client.get(f"{prefix}/models/no-such-model")
+
+    assert response.status_code == 404
+    error = error_of(response)
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == "model_not_found"
+    assert error["param"] == "model"
+    assert "no-such-model" in error["message"]
+    assert response["X-Request-Id"]
+
+
+def test_api_v1_prefix_lists_the_same_models(client, acme_models):
+    response = client.get("/api/v1/models")
+
+    assert json.loads(response.content)["data"] == listed(client)
+
+
+def test_listing_needs_no_key_but_accepts_a_valid_one(client, acme_models, raw_key):
+    assert ids(listed(client, Authorization=f"Bearer {raw_key}")) == ids(listed(client))
+
+
+@pytest.mark.parametrize("path", ["/v1/models", "/v1/models/acme-chat-1"])
+def test_an_invalid_key_on_the_listing_is_401(client, acme_models, path):
+    response = client.get(path, headers={"Authorization": "Bearer bapi_" + "Z" * 43})
+
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "invalid_api_key"
+
+
+def test_sdk_lists_and_retrieves_models(openai_client, acme_models):
+    import openai
+
+    listed_ids = [m.id for m in openai_client.models.list()]
+    model = openai_client.models.retrieve("acme-chat-1")
+
+    assert "acme-chat-1" in listed_ids
+    assert "test-model" in listed_ids
+    assert "acme-disabled" not in listed_ids
+    assert model.id == "acme-chat-1"
+    assert model.owned_by == "acme-labs"
+    with pytest.raises(openai.NotFoundError):
+        openai_client.models.retrieve("no-such-model")
