@@ -2,8 +2,9 @@
 
 The key check runs on every API call, so it reads the shared cache (Redis in
 production) and only falls back to the database on a miss. Anything that makes
-a key unusable (revocation, a plan or user change) deletes the cache entry in
-the same call, so every instance sees it on the next request.
+a key unusable (revocation, a plan or user change) marks the cache entry for a
+fresh database read, in the same call and again when its transaction commits,
+so every instance sees the change on its next request.
 """
 
 from __future__ import annotations
@@ -80,14 +81,31 @@ def user_keys_cache_clear(*, user: User) -> None:
     """Forget cached key entries of a user (plan, limits or active flag changed)."""
     hashes = list(ApiKey.objects.filter(user=user).values_list("hashed_key", flat=True))
     if hashes:
-        cache.delete_many([_cache_key(h) for h in hashes])
+        _keys_invalidate(hashes)
 
 
 def plan_cache_clear(*, plan: Plan) -> None:
     """A plan's limits changed: forget every cached key of its users."""
     hashes = list(ApiKey.objects.filter(user__plan=plan).values_list("hashed_key", flat=True))
     for start in range(0, len(hashes), 500):
-        cache.delete_many([_cache_key(h) for h in hashes[start : start + 500]])
+        _keys_invalidate(hashes[start : start + 500])
+
+
+# A cache entry that says "look in the database again". Invalidation writes it
+# (rather than deleting) so that a lookup which read the database before the
+# change committed cannot put its stale answer back: such a lookup only *adds*
+# to the cache, and the marker is in the way.
+_RECHECK = "recheck"
+
+
+def _keys_invalidate(hashes: list[str]) -> None:
+    """Make every instance re-read these keys, now and again when the current transaction commits."""
+
+    def write() -> None:
+        cache.set_many({_cache_key(h): _RECHECK for h in hashes}, settings.BELUGA["KEY_CACHE_SECONDS"])
+
+    write()
+    transaction.on_commit(write)
 
 
 # --- keys ----------------------------------------------------------------
@@ -104,7 +122,7 @@ def api_key_create(*, user: User, name: str, expires_at: datetime | None = None)
         hashed_key=hashed,
         expires_at=expires_at,
     )
-    cache.delete(_cache_key(hashed))  # drop a cached "unknown key" answer, however unlikely
+    _keys_invalidate([hashed])  # drop a cached "unknown key" answer, however unlikely
     return api_key, raw_key
 
 
@@ -115,7 +133,7 @@ def api_key_revoke(*, user: User, key_id: int) -> ApiKey:
         if api_key.revoked_at is None:
             api_key.revoked_at = timezone.now()
             api_key.save(update_fields=["revoked_at"])
-    cache.delete(_cache_key(api_key.hashed_key))
+    _keys_invalidate([api_key.hashed_key])
     return api_key
 
 
@@ -127,6 +145,10 @@ def api_key_authenticate(*, raw_key: str) -> AuthenticatedKey:
     cache_key = _cache_key(hashed)
     cached = cache.get(cache_key)
     if cached is None:
+        cached = _key_lookup(hashed)
+        cache.add(cache_key, cached, settings.BELUGA["KEY_CACHE_SECONDS"])
+    elif cached == _RECHECK:
+        # Written after the change committed, so this read sees the new state.
         cached = _key_lookup(hashed)
         cache.set(cache_key, cached, settings.BELUGA["KEY_CACHE_SECONDS"])
     if cached is False:

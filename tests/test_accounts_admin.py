@@ -18,7 +18,9 @@ def admin_client_(client, db):
 
 
 def _cache_entry(raw_key: str):
-    return cache.get(f"apikey:{hash_key(raw_key)}")
+    """The cached lookup of a key, or None when absent or marked for a fresh database read."""
+    entry = cache.get(f"apikey:{hash_key(raw_key)}")
+    return None if entry == "recheck" else entry
 
 
 def _user_change_data(user: User, **changes) -> dict:
