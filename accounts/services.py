@@ -77,6 +77,16 @@ def user_set_plan(*, user: User, plan: Plan) -> None:
     user_keys_cache_clear(user=user)
 
 
+def user_set_limits(*, user: User, chat_rpm: int | None = None, image_rpm: int | None = None) -> None:
+    """Per-account request limits (Enterprise contracts); None leaves that limit as it is."""
+    if chat_rpm is not None:
+        user.chat_rpm_override = chat_rpm
+    if image_rpm is not None:
+        user.image_rpm_override = image_rpm
+    user.save(update_fields=["chat_rpm_override", "image_rpm_override"])
+    user_keys_cache_clear(user=user)
+
+
 def user_keys_cache_clear(*, user: User) -> None:
     """Forget cached key entries of a user (plan, limits or active flag changed)."""
     hashes = list(ApiKey.objects.filter(user=user).values_list("hashed_key", flat=True))

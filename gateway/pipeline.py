@@ -263,45 +263,20 @@ def _relay(ctx: CallContext, upstream, upstream_started: float):
     off, and when the client hangs up (the WSGI server closes this generator),
     so every stream is recorded exactly once.
     """
-    wants_usage = ctx.chat.include_usage
-    usage = None
-    delivered_chars = 0
+    relay = openai_adapter.StreamRelay(public_model=ctx.model.slug, keep_usage=ctx.chat.include_usage)
     status, error_type, disconnected, finished = 200, "", False, False
     try:
         for data in openai_adapter.iter_sse_data(upstream):
             if data == b"[DONE]":
                 finished = True
                 break
-            try:
-                chunk = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                continue  # a keep-alive or comment the upstream chose to send as data
-            if not isinstance(chunk, dict):
+            out = relay.relay(data)
+            if out is None:
                 continue
-            if "error" in chunk and not chunk.get("choices"):
+            yield b"data: " + out + b"\n\n"
+            if relay.error:
                 status, error_type = 502, "upstream_stream_error"
-                yield b"data: " + data + b"\n\n"
                 break
-            found = openai_adapter.usage_from(chunk)
-            if found is not None:
-                usage = found
-            choices = chunk.get("choices") or ()
-            for choice in choices:
-                delta = choice.get("delta") or {}
-                text = delta.get("content")
-                if isinstance(text, str):
-                    delivered_chars += len(text)
-                for call in delta.get("tool_calls") or ():
-                    arguments = (call.get("function") or {}).get("arguments")
-                    if isinstance(arguments, str):
-                        delivered_chars += len(arguments)
-            if not wants_usage:
-                if not choices and found is not None:
-                    continue  # the usage chunk Beluga asked for; the client did not
-                chunk.pop("usage", None)
-            if "model" in chunk:
-                chunk["model"] = ctx.model.slug
-            yield b"data: " + orjson.dumps(chunk) + b"\n\n"
         if not finished and status == 200:
             # The upstream closed without [DONE]: tell the client rather than end silently.
             status, error_type = 502, "upstream_stream_incomplete"
@@ -316,9 +291,10 @@ def _relay(ctx: CallContext, upstream, upstream_started: float):
         yield b"data: [DONE]\n\n"
     finally:
         upstream.close()
+        usage = relay.usage
         estimated = usage is None
         if usage is None:
-            usage = (estimate_tokens(prompt_chars(ctx.chat.body)), estimate_tokens(delivered_chars))
+            usage = (estimate_tokens(prompt_chars(ctx.chat.body)), estimate_tokens(relay.delivered_chars))
         _record(
             ctx,
             status_code=status,

@@ -56,7 +56,6 @@ class ReceivedRequest:
     # and whether the gateway read it to the end ([DONE] written without error).
     events_sent: int = 0
     completed: bool = False
-    streaming: bool = False
 
     def raw(self) -> str:
         """Everything received, as text, to assert that something never reached the upstream."""
@@ -170,16 +169,6 @@ class FakeUpstream:
     @property
     def chat_requests(self) -> list[ReceivedRequest]:
         return [r for r in self.requests if r.path.endswith("/chat/completions")]
-
-    def wait_for_stream_end(self, timeout: float = 5.0) -> None:
-        """Block until every stream handler has stopped writing (finished or broken)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                busy = any(r.streaming for r in self.requests)
-            if not busy:
-                return
-            time.sleep(0.02)
 
     # --- used by the handler ---------------------------------------------------
 
@@ -323,7 +312,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        req.streaming = True
         try:
             for i, event in enumerate(events):
                 if b.reset_after_events is not None and i >= b.reset_after_events:
@@ -347,8 +335,6 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             # The gateway hung up (its client went away): stop, as the real API does.
             self.close_connection = True
-        finally:
-            req.streaming = False
 
 
 # --- OpenAI wire format ------------------------------------------------------

@@ -6,7 +6,6 @@ the helpers below (`chat_body`, `post_chat`, `error_of`, ...).
 
 from __future__ import annotations
 
-import importlib
 import json
 import secrets
 import socket
@@ -207,7 +206,6 @@ def chat_route(db, fake_upstream) -> ChatRoute:
 @pytest.fixture
 def api_key(api_key_factory, user_factory):
     """(ApiKey row, raw key) on the Pro plan, so that ordinary tests never meet the rate limit."""
-    ensure_plans()
     # No password: hashing one costs more than the rest of a test.
     return api_key_factory(user=user_factory(plan="pro", password=None))
 
@@ -217,30 +215,14 @@ def raw_key(api_key) -> str:
     return api_key[1]
 
 
-def ensure_plans() -> None:
-    """Put back the migration-seeded plans that a transactional test's flush removed."""
-    from django.apps import apps
-
-    from accounts.models import Plan
-
-    if not Plan.objects.exists():
-        importlib.import_module("accounts.migrations.0002_seed_plans").seed_plans(apps, None)
-
-
 @pytest.fixture
 def live_api(transactional_db, live_server):
     """The live server's base URL.
 
     Asking for transactional_db by name (live_server only asks for it at run time)
-    lets pytest-django order these tests after the rolled-back ones. Each of them
-    ends with a flush of every table, seeded plans included, so put those back.
-    (Serialized rollback would too, but it clashes with content types that other
-    transactional tests' flushes re-create.)
+    lets pytest-django order these tests after the rolled-back ones, whose seeded
+    plans a transactional test's closing flush would otherwise remove.
     """
-    from catalog.selectors import catalog_cache_clear
-
-    ensure_plans()
-    catalog_cache_clear()
     return live_server.url
 
 

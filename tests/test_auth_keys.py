@@ -37,9 +37,10 @@ def assert_invalid_key(response, *, not_echoing: str | None = None) -> None:
 # --- what is stored ----------------------------------------------------------------
 
 
-def test_created_key_is_random_and_stored_only_as_hash_and_prefix(api_key_factory):
-    row, raw_key = api_key_factory()
-    _, other_raw = api_key_factory()
+def test_created_key_is_random_and_stored_only_as_hash_and_prefix(api_key_factory, user_factory):
+    user = user_factory(password=None)
+    row, raw_key = api_key_factory(user=user)
+    _, other_raw = api_key_factory(user=user)
 
     assert raw_key.startswith("bapi_")
     assert len(raw_key) >= len("bapi_") + 32

@@ -337,3 +337,15 @@ def test_unexpected_server_error_is_500_in_openai_shape(client, chat_route, raw_
     assert "secret internal detail" not in response.content.decode()
     assert_safe_error(response, chat_route)
     assert fake_upstream.requests == []
+
+
+def test_failed_upstream_call_is_sent_once_and_the_next_call_works(client, chat_route, raw_key, fake_upstream):
+    fake_upstream.fail_with(500, times=1)
+
+    failed = post_chat(client, raw_key, chat_body())
+    after = post_chat(client, raw_key, chat_body())
+
+    assert failed.status_code in SERVICE_UNAVAILABLE
+    assert after.status_code == 200
+    # One upstream request per client request: no hidden retry that could answer or bill twice.
+    assert len(fake_upstream.chat_requests) == 2

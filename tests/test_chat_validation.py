@@ -324,3 +324,11 @@ def test_validation_errors_do_not_echo_the_api_key(client, chat_route, raw_key, 
     assert response.status_code == 400
     assert raw_key not in response.content.decode()
     assert json.loads(response.content)["error"]["param"] == "temperature"
+
+
+def test_upstream_model_name_is_not_a_public_model_id(client, chat_route, raw_key, fake_upstream):
+    response = post_chat(client, raw_key, chat_body(model="upstream-test-model"))
+
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "model_not_found"
+    assert fake_upstream.requests == []

@@ -197,3 +197,29 @@ def test_sdk_lists_and_retrieves_models(openai_client, acme_models):
     assert model.owned_by == "acme-labs"
     with pytest.raises(openai.NotFoundError):
         openai_client.models.retrieve("no-such-model")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param("?search=%27", id="quote"),
+        pytest.param("?search=%26%7C%21(", id="tsquery-operators"),
+        pytest.param("?search=gpt-5:*", id="prefix-syntax"),
+        pytest.param("?search=%22unterminated", id="unterminated-phrase"),
+        pytest.param("?search=a%00b", id="nul-in-search"),
+        pytest.param("?category=%00", id="nul-in-category"),
+        pytest.param("?provider=a%00", id="nul-in-provider"),
+    ],
+)
+def test_odd_filter_input_is_answered_not_a_server_error(client, acme_models, query):
+    response = client.get(f"/v1/models{query}")
+
+    assert response.status_code == 200, response.content
+    assert json.loads(response.content)["object"] == "list"
+
+
+def test_odd_model_id_is_404_not_a_server_error(client, acme_models):
+    response = client.get("/v1/models/acme%00chat")
+
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "model_not_found"

@@ -108,3 +108,91 @@ def error_from_response(*, route: RouteTarget, status: int, content: bytes, head
             f"The model provider failed (HTTP {status}); retry shortly.", status=503 if status == 503 else 502
         )
     return UpstreamError(f"Unexpected answer from the model provider (HTTP {status}).", status=502)
+
+
+class StreamRelay:
+    """Rewrites an OpenAI stream's chunks for the client, one `data:` payload at a time.
+
+    Most chunks differ from the last only in their delta, so after learning the
+    upstream's exact `"model":"…"` bytes from the first chunk, the common chunk
+    is relayed by one bytes replace instead of a JSON parse and re-serialisation
+    (the parse cost most of a stream's CPU). Chunks that carry usage or an
+    error, or that do not match, take the full parse.
+    """
+
+    def __init__(self, *, public_model: str, keep_usage: bool) -> None:
+        self.public_model = public_model
+        self.keep_usage = keep_usage
+        self.replacement = b'"model":' + orjson.dumps(public_model)
+        self.pattern: bytes | None = None
+        self.usage: tuple[int, int] | None = None
+        self.error = False
+        # Length of the text and tool-call arguments relayed so far, for the
+        # estimate used when a stream ends before its usage chunk. Measured on
+        # the JSON-encoded bytes in the fast path: exact for ASCII, an
+        # overcount for escapes and non-ASCII, which estimates tolerate.
+        self.delivered_chars = 0
+
+    def relay(self, data: bytes) -> bytes | None:
+        """The payload to send the client, or None to drop this one."""
+        pattern = self.pattern
+        if pattern is not None and pattern in data and b'"usage":{' not in data and b'"error"' not in data:
+            self.delivered_chars += _string_value_len(data, b'"content":"') + _string_value_len(data, b'"arguments":"')
+            data = data.replace(pattern, self.replacement, 1)
+            if not self.keep_usage:
+                data = data.replace(b',"usage":null', b"", 1)
+            return data
+        return self._relay_parsed(data)
+
+    def _relay_parsed(self, data: bytes) -> bytes | None:
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None  # a keep-alive or comment sent as data
+        if not isinstance(chunk, dict):
+            return None
+        choices = chunk.get("choices") or ()
+        if "error" in chunk and not choices:
+            self.error = True
+            return data
+        found = usage_from(chunk)
+        if found is not None:
+            self.usage = found
+        for choice in choices:
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if isinstance(text, str):
+                self.delivered_chars += len(text)
+            for call in delta.get("tool_calls") or ():
+                arguments = (call.get("function") or {}).get("arguments")
+                if isinstance(arguments, str):
+                    self.delivered_chars += len(arguments)
+        if not self.keep_usage:
+            if not choices and found is not None:
+                return None  # the usage chunk Beluga asked for; the client did not
+            chunk.pop("usage", None)
+        model = chunk.get("model")
+        if isinstance(model, str):
+            if self.pattern is None:
+                self.pattern = b'"model":' + orjson.dumps(model)
+            chunk["model"] = self.public_model
+        return orjson.dumps(chunk)
+
+
+def _string_value_len(data: bytes, key: bytes) -> int:
+    """Byte length of the JSON string that follows `key` in `data` (0 when absent)."""
+    start = data.find(key)
+    if start < 0:
+        return 0
+    start += len(key)
+    end = start
+    while True:
+        end = data.find(b'"', end)
+        if end < 0:
+            return 0
+        backslashes = 0
+        while data[end - 1 - backslashes] == 0x5C:  # an escaped quote is part of the string
+            backslashes += 1
+        if backslashes % 2 == 0:
+            return end - start
+        end += 1

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_email
 
 from accounts.models import Plan, User
-from accounts.services import api_key_create, user_create, user_set_plan
+from accounts.services import api_key_create, user_create, user_set_limits, user_set_plan
 
 
 class Command(BaseCommand):
@@ -21,8 +21,12 @@ class Command(BaseCommand):
         parser.add_argument("--email", required=True, help="The account's email; created without a password if new.")
         parser.add_argument("--plan", required=True, help="Plan slug, e.g. free, standard, pro, enterprise.")
         parser.add_argument("--name", default="CLI key", help="A name for the key (default: %(default)s).")
+        parser.add_argument("--chat-rpm", type=int, help="Per-account chat requests/minute, overriding the plan's.")
+        parser.add_argument("--image-rpm", type=int, help="Per-account image requests/minute, overriding the plan's.")
 
-    def handle(self, *args, email: str, plan: str, name: str, **options) -> None:
+    def handle(
+        self, *args, email: str, plan: str, name: str, chat_rpm: int | None, image_rpm: int | None, **options
+    ) -> None:
         email = email.strip()
         try:
             validate_email(email)
@@ -38,5 +42,9 @@ class Command(BaseCommand):
             user = user_create(email=email.lower(), password=None, plan=plan_row)
             self.stderr.write(f"Created user {user.email} (no password; set one with `manage.py changepassword`).")
         user_set_plan(user=user, plan=plan_row)
+        if chat_rpm is not None or image_rpm is not None:
+            if min(v for v in (chat_rpm, image_rpm) if v is not None) < 0:
+                raise CommandError("--chat-rpm / --image-rpm must not be negative")
+            user_set_limits(user=user, chat_rpm=chat_rpm, image_rpm=image_rpm)
         _, raw_key = api_key_create(user=user, name=name)
         self.stdout.write(raw_key)
