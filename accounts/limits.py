@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
 from django_ratelimit.core import get_usage
 
 from accounts.services import AuthenticatedKey
+
+logger = logging.getLogger("beluga.limits")
 
 BUCKET_CHAT = "chat"
 BUCKET_IMAGE = "image"
@@ -42,6 +45,11 @@ def rate_limit_hit(*, request, key: AuthenticatedKey, bucket: str) -> RateLimitS
         rate=(limit, 60),
         increment=True,
     )
+    if usage is None:
+        # The counter could not be read or written (settings.RATELIMIT_FAIL_OPEN): serve the
+        # call rather than refuse every customer while the cache recovers.
+        logger.warning("rate-limit counter unavailable for key %s; not limiting", key.key_id)
+        return RateLimitState(limit=limit, remaining=limit, reset_at=int(time.time()) + 60, limited=False)
     count = usage["count"]
     return RateLimitState(
         limit=limit,

@@ -108,6 +108,13 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# API calls skip the browser middleware (see gateway/wsgi.py).
+API_MIDDLEWARE = [
+    "gateway.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+
 ROOT_URLCONF = "gateway.urls"
 WSGI_APPLICATION = "gateway.wsgi.application"
 AUTH_USER_MODEL = "accounts.User"
@@ -173,6 +180,8 @@ else:
         }
     }
 RATELIMIT_USE_CACHE = "default"
+# A counter lost mid-window (a cache restart or flush) must not turn into 429s for everyone.
+RATELIMIT_FAIL_OPEN = True
 # django-ratelimit only knows stock backends; gateway.cache.AtomicDatabaseCache
 # makes the embedded one's increment atomic (see its docstring).
 # Django's own RedisCache increments atomically but is not on its list either.

@@ -222,7 +222,8 @@ class _Handler(BaseHTTPRequestHandler):
         return req
 
     def _send_json(self, status: int, payload, *, raw: bytes | None = None) -> None:
-        body = raw if raw is not None else json.dumps(payload).encode()
+        # OpenAI pretty-prints its JSON answers.
+        body = raw if raw is not None else json.dumps(payload, indent=2).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -394,6 +395,11 @@ def completion(body: dict, b: Behaviour) -> dict:
     }
 
 
+def _compact(obj) -> bytes:
+    # OpenAI's stream chunks are compact JSON; gateways may rely on the exact bytes.
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def stream_events(body: dict, b: Behaviour) -> list[bytes]:
     """Every SSE data payload of one streamed reply, `[DONE]` last."""
     include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and not b.omit_usage
@@ -410,7 +416,7 @@ def stream_events(body: dict, b: Behaviour) -> list[bytes]:
         obj = dict(base, choices=[{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
         if include_usage:
             obj["usage"] = None
-        return json.dumps(obj).encode()
+        return _compact(obj)
 
     events = [chunk({"role": "assistant", "content": "", "refusal": None})]
     if _wants_tools(body, b):
@@ -425,7 +431,7 @@ def stream_events(body: dict, b: Behaviour) -> list[bytes]:
         events.extend(chunk({"content": w}) for w in words(b.reply_text))
         events.append(chunk({}, "stop"))
     if include_usage:
-        events.append(json.dumps(dict(base, choices=[], usage=_usage(b))).encode())
+        events.append(_compact(dict(base, choices=[], usage=_usage(b))))
     events.append(b"[DONE]")
     return events
 

@@ -216,6 +216,29 @@ def test_stream_chunks_reach_the_client_before_the_upstream_has_finished(live_ap
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in sse_chunks(raw)) == DEFAULT_REPLY
 
 
+TRICKY_REPLY = (
+    'Quote " and backslash \\ and "model":"upstream-test-model" and "usage":{"x":1} and '
+    ',"usage":null and "error" and émoji 🐋 and 中文 and a tab\there'
+)
+
+
+@pytest.mark.parametrize("include_usage", [False, True], ids=["usage-not-asked", "usage-asked"])
+def test_stream_text_that_looks_like_json_is_relayed_intact(client, chat_route, raw_key, fake_upstream, include_usage):
+    fake_upstream.reply(TRICKY_REPLY)
+    body = chat_body(stream=True)
+    if include_usage:
+        body["stream_options"] = {"include_usage": True}
+
+    raw = b"".join(post_chat(client, raw_key, body).streaming_content)
+
+    chunks = sse_chunks(raw)
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == TRICKY_REPLY
+    assert {c["model"] for c in chunks} == {MODEL_ID}
+    assert sse_payloads(raw)[-1] == b"[DONE]"
+    assert sum(1 for c in chunks if c.get("usage")) == (1 if include_usage else 0)
+
+
 # --- tools and vision --------------------------------------------------------------
 
 

@@ -322,6 +322,18 @@ def test_stream_cut_by_client_is_billed_for_delivered_tokens(chat_route, raw_key
     assert record.cost_micro_usd > 0
 
 
+def test_stream_closed_before_its_first_chunk_is_still_recorded(chat_route, raw_key, fake_upstream):
+    """The upstream was called and answered 200; the server closed the response unread
+    (its client was already gone). That call still gets its record."""
+    response = open_stream(raw_key, chat_body(stream=True))
+    hang_up(response)
+
+    assert len(fake_upstream.chat_requests) == 1
+    record = only_record()
+    assert record.client_disconnected is True
+    assert record.completion_tokens == 0
+
+
 def test_stream_cut_by_client_over_the_network_is_recorded(live_api, chat_route, raw_key, fake_upstream):
     """A real socket hung up mid-stream against the live server."""
     fake_upstream.reply(LONG_REPLY, prompt_tokens=50)
