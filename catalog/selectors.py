@@ -150,6 +150,8 @@ def route_pick(*, model: ModelInfo) -> RouteTarget | None:
 def models_public(*, category: str = "", provider: str = "", search: str = "") -> QuerySet[AIModel]:
     """Enabled models for GET /v1/models, filtered. Full-text search on PostgreSQL."""
     qs = AIModel.objects.filter(enabled=True)
+    if "\x00" in category + provider + search:
+        return qs.none()  # no id or name holds a NUL, and PostgreSQL refuses it in a query
     if category:
         qs = qs.filter(category__iexact=category)
     if provider:
@@ -182,6 +184,8 @@ def models_public(*, category: str = "", provider: str = "", search: str = "") -
 
 
 def model_public_get(*, slug: str) -> AIModel | None:
+    if "\x00" in slug:
+        return None
     return AIModel.objects.filter(enabled=True, slug=slug).first()
 
 

@@ -33,6 +33,7 @@ from gateway.errors import (
     UpstreamError,
 )
 from gateway.providers import openai as openai_adapter
+from gateway.streaming import RelayedStream, StreamOutcome
 from gateway.validation import ChatRequest, validate_chat_request
 
 ENDPOINT_CHAT = "chat/completions"
@@ -250,75 +251,28 @@ def _stream(ctx: CallContext) -> HttpResponse:
             upstream_latency_ms=_ms(upstream_started),
         )
         raise error
-    response = StreamingHttpResponse(_relay(ctx, upstream, upstream_started), content_type="text/event-stream")
+    relayed = RelayedStream(
+        upstream=upstream,
+        relay=openai_adapter.StreamRelay(public_model=ctx.model.slug, keep_usage=ctx.chat.include_usage),
+        on_finish=lambda outcome: _record_stream(ctx, outcome, upstream_started),
+    )
+    response = StreamingHttpResponse(relayed, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx in front must not buffer the stream
     return response
 
 
-def _relay(ctx: CallContext, upstream, upstream_started: float):
-    """Relay the upstream's SSE chunks as they arrive, and record the call when the stream ends.
-
-    The finally block runs when the stream completes, when the upstream breaks
-    off, and when the client hangs up (the WSGI server closes this generator),
-    so every stream is recorded exactly once.
-    """
-    relay = openai_adapter.StreamRelay(public_model=ctx.model.slug, keep_usage=ctx.chat.include_usage)
-    status, error_type, disconnected, finished = 200, "", False, False
-    try:
-        for data in openai_adapter.iter_sse_data(upstream):
-            if data == b"[DONE]":
-                finished = True
-                break
-            out = relay.relay(data)
-            if out is None:
-                continue
-            yield b"data: " + out + b"\n\n"
-            if relay.error:
-                status, error_type = 502, "upstream_stream_error"
-                break
-        if not finished and status == 200:
-            # The upstream closed without [DONE]: tell the client rather than end silently.
-            status, error_type = 502, "upstream_stream_incomplete"
-            yield _stream_error_event("The model provider ended the stream early.")
-        yield b"data: [DONE]\n\n"
-    except GeneratorExit:
-        disconnected = True
-        raise
-    except Exception:  # noqa: BLE001 - the upstream broke off mid-stream (reset, timeout)
-        status, error_type = 502, "upstream_stream_broken"
-        yield _stream_error_event("The connection to the model provider broke during the stream.")
-        yield b"data: [DONE]\n\n"
-    finally:
-        upstream.close()
-        usage = relay.usage
-        estimated = usage is None
-        if usage is None:
-            usage = (estimate_tokens(prompt_chars(ctx.chat.body)), estimate_tokens(relay.delivered_chars))
-        _record(
-            ctx,
-            status_code=status,
-            error_type=error_type or ("client_disconnected" if disconnected else ""),
-            prompt_tokens=usage[0],
-            completion_tokens=usage[1],
-            usage_estimated=estimated,
-            client_disconnected=disconnected,
-            upstream_latency_ms=_ms(upstream_started),
-        )
-
-
-def _stream_error_event(message: str) -> bytes:
-    return (
-        b"data: "
-        + orjson.dumps(
-            {
-                "error": {
-                    "message": message,
-                    "type": "service_unavailable_error",
-                    "code": "upstream_error",
-                    "param": None,
-                }
-            }
-        )
-        + b"\n\n"
+def _record_stream(ctx: CallContext, outcome: StreamOutcome, upstream_started: float) -> None:
+    usage = outcome.usage
+    if usage is None:
+        usage = (estimate_tokens(prompt_chars(ctx.chat.body)), estimate_tokens(outcome.delivered_chars))
+    _record(
+        ctx,
+        status_code=outcome.status,
+        error_type=outcome.error_type,
+        prompt_tokens=usage[0],
+        completion_tokens=usage[1],
+        usage_estimated=outcome.usage is None,
+        client_disconnected=outcome.client_disconnected,
+        upstream_latency_ms=_ms(upstream_started),
     )

@@ -273,12 +273,10 @@ BELUGA = {
     # upstreams) before reading it again: admin edits reach every instance
     # within this time.
     "CATALOG_CACHE_SECONDS": env_int("BELUGA_CATALOG_CACHE_SECONDS", 5),
-    # Seconds an authenticated key stays in the shared cache. Revocation deletes
-    # the entry, so this bounds nothing but memory.
+    # Seconds an authenticated key stays in the shared cache. Revocation marks
+    # the entry stale at once, so this bounds nothing but memory.
     "KEY_CACHE_SECONDS": env_int("BELUGA_KEY_CACHE_SECONDS", 300),
-    # Outbound HTTP defaults for upstreams without their own values.
-    "UPSTREAM_CONNECT_TIMEOUT": env_int("BELUGA_UPSTREAM_CONNECT_TIMEOUT", 10),
-    "UPSTREAM_READ_TIMEOUT": env_int("BELUGA_UPSTREAM_READ_TIMEOUT", 600),
+    # Pooled keep-alive connections per upstream per worker process.
     "UPSTREAM_POOL_SIZE": env_int("BELUGA_UPSTREAM_POOL_SIZE", 512),
     # The local simulator that serves the demo model when no provider key is set.
     "SIMULATOR_URL": env_str("BELUGA_SIMULATOR_URL", "http://127.0.0.1:8001/v1"),

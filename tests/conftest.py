@@ -11,7 +11,7 @@ import pytest
 from django.core.cache import cache
 
 from accounts.models import Plan
-from accounts.services import api_key_create, user_create
+from accounts.services import _last_used_seen, api_key_create, user_create
 
 pytest_plugins = ["tests.fixtures_gateway"]
 
@@ -47,6 +47,7 @@ def _clean_shared_state(request):
         cache.clear()
         _reseed_if_flushed()
     catalog_cache_clear()
+    _last_used_seen.clear()
     yield
     catalog_cache_clear()
 

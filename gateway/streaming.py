@@ -1,0 +1,96 @@
+"""Relaying a provider's server-sent events to the client, and knowing how the stream ended.
+
+The WSGI server iterates a RelayedStream and always calls its close(): after
+the last chunk, when the client hangs up mid-stream (the next write fails),
+and even when the client left before the first chunk was read. on_finish runs
+exactly once in every one of those cases, so every stream is recorded once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import orjson
+
+from gateway.providers.http import iter_sse_data
+
+DONE = b"data: [DONE]\n\n"
+
+
+@dataclass(slots=True)
+class StreamOutcome:
+    status: int = 200
+    error_type: str = ""
+    client_disconnected: bool = False
+    usage: tuple[int, int] | None = None  # (prompt, completion) as the upstream reported them
+    delivered_chars: int = 0
+
+
+def stream_error_event(message: str) -> bytes:
+    error = {"message": message, "type": "service_unavailable_error", "code": "upstream_error", "param": None}
+    return b"data: " + orjson.dumps({"error": error}) + b"\n\n"
+
+
+class RelayedStream:
+    """An iterable response body: the upstream's events, rewritten by `relay`, then [DONE]."""
+
+    def __init__(self, *, upstream, relay, on_finish: Callable[[StreamOutcome], None]) -> None:
+        self.upstream = upstream
+        self.relay = relay  # a provider StreamRelay: .relay(data) -> bytes | None, .usage, .error
+        self.on_finish = on_finish
+        self.outcome = StreamOutcome()
+        self.completed = False  # the client received [DONE]
+        self.finished = False
+        self._events: Iterator[bytes] | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        self._events = self._relay_events()
+        return self._events
+
+    def _relay_events(self) -> Iterator[bytes]:
+        outcome = self.outcome
+        try:
+            ended = False
+            for data in iter_sse_data(self.upstream):
+                if data == b"[DONE]":
+                    ended = True
+                    break
+                out = self.relay.relay(data)
+                if out is None:
+                    continue
+                yield b"data: " + out + b"\n\n"
+                if self.relay.error:
+                    outcome.status, outcome.error_type = 502, "upstream_stream_error"
+                    break
+            if not ended and outcome.status == 200:
+                # The upstream closed without [DONE]: tell the client rather than end silently.
+                outcome.status, outcome.error_type = 502, "upstream_stream_incomplete"
+                yield stream_error_event("The model provider ended the stream early.")
+            yield DONE
+            self.completed = True
+        except GeneratorExit:
+            raise
+        except Exception:  # noqa: BLE001 - the upstream broke off mid-stream (reset, read timeout)
+            outcome.status, outcome.error_type = 502, "upstream_stream_broken"
+            yield stream_error_event("The connection to the model provider broke during the stream.")
+            yield DONE
+            self.completed = True
+
+    def close(self) -> None:
+        """Called by the WSGI server in every case; records the stream once."""
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            if self._events is not None:
+                self._events.close()
+        finally:
+            self.upstream.close()
+            outcome = self.outcome
+            if not self.completed:
+                outcome.client_disconnected = True
+                outcome.error_type = outcome.error_type or "client_disconnected"
+            outcome.usage = self.relay.usage
+            outcome.delivered_chars = self.relay.delivered_chars
+            self.on_finish(outcome)
