@@ -36,7 +36,7 @@ def _env_bool(name: str) -> bool:
 wsgi_app = "gateway.wsgi:application"
 proc_name = "beluga"
 
-worker_class = "gthread"
+worker_class = "gateway.workers.BalancedThreadWorker"  # gthread, fairer accepts
 workers = _env_int("WEB_CONCURRENCY", os.cpu_count() or 1)
 threads = _env_int("GUNICORN_THREADS", 300)
 # gthread parks idle keep-alive connections in a poller, not in a thread; this

@@ -114,13 +114,27 @@ def _load() -> dict[str, ModelInfo]:
 
 def _models() -> dict[str, ModelInfo]:
     ttl = settings.BELUGA["CATALOG_CACHE_SECONDS"]
-    now = time.monotonic()
-    if now - _snapshot.loaded_at > ttl or not _snapshot.loaded_at:
-        with _snapshot.lock:
-            if now - _snapshot.loaded_at > ttl or not _snapshot.loaded_at:
-                _snapshot.models = _load()
-                _snapshot.loaded_at = time.monotonic()
+    if time.monotonic() - _snapshot.loaded_at <= ttl and _snapshot.loaded_at:
+        return _snapshot.models
+    if _snapshot.loaded_at:
+        # Stale: one thread reloads, the others keep serving the old snapshot
+        # rather than queue behind it (each of them may hold a pooled database
+        # connection the reloading thread would wait for).
+        if _snapshot.lock.acquire(blocking=False):
+            try:
+                _reload()
+            finally:
+                _snapshot.lock.release()
+        return _snapshot.models
+    with _snapshot.lock:  # no snapshot yet: everyone waits for the first one
+        if not _snapshot.loaded_at:
+            _reload()
     return _snapshot.models
+
+
+def _reload() -> None:
+    _snapshot.models = _load()
+    _snapshot.loaded_at = time.monotonic()
 
 
 def catalog_cache_clear() -> None:

@@ -129,6 +129,7 @@ def _ms(since: float) -> int:
 def chat_completions(request: HttpRequest) -> HttpResponse:
     started = time.perf_counter()
     key = authenticate(request)
+    release_db_connection()  # a key lookup that missed the cache must not hold a connection while we wait
     limit = rate_limit_hit(request=request, key=key, bucket=BUCKET_CHAT)
     try:
         if limit.limited:
