@@ -11,7 +11,7 @@ import requests
 
 from catalog.selectors import RouteTarget
 from gateway.errors import ApiError, InvalidRequest, RateLimited, UpstreamError
-from gateway.providers.http import iter_sse_data, session_for
+from gateway.providers.http import iter_sse_data, post, session_for
 
 __all__ = ["chat_send", "error_from_response", "iter_sse_data", "usage_from"]
 
@@ -37,8 +37,9 @@ def chat_send(*, route: RouteTarget, body: dict, stream: bool, request_id: str) 
     if route.api_key:
         headers["Authorization"] = f"Bearer {route.api_key}"
     try:
-        return session_for(upstream_id=route.upstream_id, base_url=route.base_url).post(
-            f"{route.base_url}/chat/completions",
+        return post(
+            session=session_for(upstream_id=route.upstream_id, base_url=route.base_url),
+            url=f"{route.base_url}/chat/completions",
             data=orjson.dumps(payload),
             headers=headers,
             stream=stream,
