@@ -178,28 +178,39 @@ def _record(ctx: CallContext, **fields) -> int:
     return cost
 
 
-def _complete(ctx: CallContext) -> HttpResponse:
+def _send(ctx: CallContext, *, stream: bool):
+    """Call the upstream; an unreachable upstream or a non-200 answer is recorded and raised."""
     upstream_started = time.perf_counter()
     try:
         upstream = openai_adapter.chat_send(
-            route=ctx.route, body=ctx.chat.body, stream=False, request_id=ctx.request_id
+            route=ctx.route, body=ctx.chat.body, stream=stream, request_id=ctx.request_id
         )
-        content = upstream.content
-    except UpstreamError as error:
+        error = None
+        if upstream.status_code != 200:
+            try:
+                content = upstream.content
+            except Exception:  # noqa: BLE001 - a broken error body is still an upstream error
+                content = b""
+            error = openai_adapter.error_from_response(
+                route=ctx.route, status=upstream.status_code, content=content, headers=upstream.headers
+            )
+    except UpstreamError as unreachable:
+        error = unreachable
+    if error is not None:
         _record(
             ctx,
             status_code=error.status,
             error_type=error.code or error.type,
             upstream_latency_ms=_ms(upstream_started),
         )
-        raise
-    upstream_ms = _ms(upstream_started)
-    if upstream.status_code != 200:
-        error = openai_adapter.error_from_response(
-            route=ctx.route, status=upstream.status_code, content=content, headers=upstream.headers
-        )
-        _record(ctx, status_code=error.status, error_type=error.code or error.type, upstream_latency_ms=upstream_ms)
         raise error
+    return upstream, upstream_started
+
+
+def _complete(ctx: CallContext) -> HttpResponse:
+    upstream, upstream_started = _send(ctx, stream=False)
+    content = upstream.content
+    upstream_ms = _ms(upstream_started)
     try:
         data = orjson.loads(content)
         if not isinstance(data, dict):
@@ -210,7 +221,10 @@ def _complete(ctx: CallContext) -> HttpResponse:
     usage = openai_adapter.usage_from(data)
     estimated = usage is None
     if usage is None:
-        usage = (estimate_tokens(prompt_chars(ctx.chat.body)), estimate_tokens(len(content)))
+        usage = (
+            estimate_tokens(prompt_chars(ctx.chat.body)),
+            estimate_tokens(openai_adapter.completion_chars(data)),
+        )
     data["model"] = ctx.model.slug
     cost = _record(
         ctx,
@@ -226,32 +240,7 @@ def _complete(ctx: CallContext) -> HttpResponse:
 
 
 def _stream(ctx: CallContext) -> HttpResponse:
-    upstream_started = time.perf_counter()
-    try:
-        upstream = openai_adapter.chat_send(route=ctx.route, body=ctx.chat.body, stream=True, request_id=ctx.request_id)
-    except UpstreamError as error:
-        _record(
-            ctx,
-            status_code=error.status,
-            error_type=error.code or error.type,
-            upstream_latency_ms=_ms(upstream_started),
-        )
-        raise
-    if upstream.status_code != 200:
-        try:
-            content = upstream.content
-        except Exception:  # noqa: BLE001 - a broken error body is still an upstream error
-            content = b""
-        error = openai_adapter.error_from_response(
-            route=ctx.route, status=upstream.status_code, content=content, headers=upstream.headers
-        )
-        _record(
-            ctx,
-            status_code=error.status,
-            error_type=error.code or error.type,
-            upstream_latency_ms=_ms(upstream_started),
-        )
-        raise error
+    upstream, upstream_started = _send(ctx, stream=True)
     relayed = RelayedStream(
         upstream=upstream,
         relay=openai_adapter.StreamRelay(public_model=ctx.model.slug, keep_usage=ctx.chat.include_usage),

@@ -89,7 +89,7 @@ class Behaviour:
     chunk_delay: float = 0.0  # stream: pause between SSE events
     hold_after_events: int | None = None  # stream: send this many events, then wait for release_stream()
     omit_done: bool = False  # stream: end the HTTP body cleanly but without `data: [DONE]`
-    omit_usage: bool = False  # stream: never send the usage chunk even when asked
+    omit_usage: bool = False  # no usage object in the JSON answer, no usage chunk in a stream even when asked
     fail_times: int | None = None  # fail only the first N requests, then answer normally
 
 
@@ -389,7 +389,7 @@ def completion(body: dict, b: Behaviour) -> dict:
         "created": int(time.time()),
         "model": body.get("model", ""),
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-        "usage": _usage(b),
+        "usage": None if b.omit_usage else _usage(b),
         "service_tier": "default",
         "system_fingerprint": "fp_fake",
     }

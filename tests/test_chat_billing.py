@@ -170,6 +170,20 @@ def test_stream_from_upstream_without_usage_is_estimated(client, chat_route, raw
     assert record.cost_micro_usd == expected_cost(record.prompt_tokens, record.completion_tokens)
 
 
+def test_answer_without_usage_is_estimated_from_its_text(client, chat_route, raw_key, fake_upstream):
+    fake_upstream.set(omit_usage=True)
+
+    response = post_chat(client, raw_key, chat_body())
+
+    assert response.status_code == 200
+    record = only_record()
+    assert record.usage_estimated is True
+    assert record.completion_tokens == estimate_tokens(len(DEFAULT_REPLY))
+    assert record.prompt_tokens > 0
+    assert response["X-Request-Cost-Micro-Usd"] == str(record.cost_micro_usd)
+    assert record.cost_micro_usd == expected_cost(record.prompt_tokens, record.completion_tokens)
+
+
 # --- failed calls ------------------------------------------------------------------
 
 

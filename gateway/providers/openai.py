@@ -65,6 +65,22 @@ def usage_from(obj: dict) -> tuple[int, int] | None:
     return prompt, completion
 
 
+def completion_chars(obj: dict) -> int:
+    """Characters of text and tool-call arguments in a chat completion, for estimates."""
+    total = 0
+    for choice in obj.get("choices") or ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            continue
+        if isinstance(message.get("content"), str):
+            total += len(message["content"])
+        for call in message.get("tool_calls") or ():
+            arguments = (call.get("function") or {}).get("arguments") if isinstance(call, dict) else None
+            if isinstance(arguments, str):
+                total += len(arguments)
+    return total
+
+
 def _upstream_message(content: bytes) -> tuple[str, str | None, str | None]:
     try:
         data = orjson.loads(content)
