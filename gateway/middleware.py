@@ -21,6 +21,22 @@ def is_api_path(path: str) -> bool:
     return path.startswith(API_PREFIXES) or path in ("/v1", "/api/v1")
 
 
+def _is_json(response) -> bool:
+    return response.get("Content-Type", "").startswith("application/json")
+
+
+def _error_for_status(status: int) -> ApiError:
+    if status == 404:
+        return NotFound("Not found.")
+    if status == 413:
+        return PayloadTooLarge("Request body is too large.")
+    if status >= 500:
+        return InternalError("The server had an error processing your request.", status=status)
+    if status == 403:
+        return ApiError("This request is not allowed.", status=403, type="permission_error", code="forbidden")
+    return ApiError("The request could not be processed.", status=status, code="bad_request")
+
+
 def new_request_id() -> str:
     return "req_" + secrets.token_hex(12)
 
@@ -44,6 +60,10 @@ class RequestIdMiddleware:
             response = self._api_error(request, exc)
             if response is None:
                 raise
+        if response.status_code >= 400 and is_api_path(request.path) and not _is_json(response):
+            # An error Django answered itself (a disallowed Host, a CSRF or security check):
+            # same status, in the API's own error shape.
+            response = error_response(_error_for_status(response.status_code))
         response["X-Request-Id"] = request.request_id
         return response
 

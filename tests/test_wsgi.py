@@ -65,3 +65,15 @@ def test_pages_still_get_sessions_and_csrf():
     assert status == 200
     assert b"csrfmiddlewaretoken" in content
     assert "X-Request-Id" in headers
+
+
+@pytest.mark.django_db
+def test_an_error_django_answers_itself_keeps_the_api_shape():
+    """A Host outside ALLOWED_HOSTS is refused by Django's middleware with an HTML 400."""
+    status, headers, content = call("/v1/models", headers={"HTTP_HOST": "evil.example"})
+    assert status == 400
+    assert headers["Content-Type"] == "application/json"
+    assert orjson.loads(content)["error"]["type"] == "invalid_request_error"
+    assert "X-Request-Id" in headers
+    status, headers, content = call("/login/", headers={"HTTP_HOST": "evil.example"})
+    assert status == 400 and not headers["Content-Type"].startswith("application/json")  # pages keep HTML
