@@ -1,35 +1,6 @@
-"""Catalog files: import and export of upstreams, models and routes.
+"""Import and export of the catalog (upstreams, models, routes) as catalog files.
 
-A catalog file is YAML (read with PyYAML, so `2_500_000` is an integer; JSON
-works too) of this shape::
-
-    upstreams:
-      - name: local-a                 # required, a slug
-        kind: openai                  # openai | anthropic | gemini | predictions
-        base_url: http://127.0.0.1:9100/v1   # required for a new upstream
-        api_key: env:LOCAL_A_KEY      # `env:VAR` (read at call time) or the key itself
-        connect_timeout: 10           # seconds; optional, as is read_timeout
-        enabled: true
-    models:
-      - id: bench-model               # required: the public model id
-        vendor: OpenAI                # required for a new model
-        category: chat                # chat | code | reasoning | vision | image | video | audio-tts | audio-stt
-        name: Bench model             # default: the id
-        description: One line.
-        enabled: true
-        context_window: 128000        # tokens, or null
-        max_output_tokens: 16384
-        capabilities: {stream: true, vision: false, tools: true, json: true}
-        price: {input_per_1m: 0, output_per_1m: 0}         # sale price, integer micro-USD
-        list_price: {input_per_1m: 0, output_per_1m: 0}    # official price, integer micro-USD
-        routes:
-          - {upstream: local-a, upstream_model: gpt-4o-mini, priority: 0, weight: 1, enabled: true}
-
-Price keys: input_per_1m, output_per_1m (per 1M tokens), per_image,
-per_video_second, per_1m_chars (TTS), per_minute (STT). Money is integer
-micro-USD (1 USD = 1,000,000); floats are rejected rather than rounded.
-
-Rules of an import:
+The file format is described in catalog/catalog_file.py. Rules of an import:
 
 - It is idempotent: upstreams are matched by name, models by id, routes by
   (model, upstream). Running the same file twice changes nothing the second time.
@@ -48,56 +19,22 @@ Rules of an import:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import yaml
 from django.apps import apps as django_apps
 from django.db import DEFAULT_DB_ALIAS, transaction
 
-from catalog.models import AIModel, Category, Upstream
-
-PRICE_KEYS = ("input_per_1m", "output_per_1m", "per_image", "per_video_second", "per_1m_chars", "per_minute")
-# File key → model field.
-CAPABILITIES = {
-    "stream": "supports_stream",
-    "vision": "supports_vision",
-    "tools": "supports_tools",
-    "json": "supports_json",
-}
-REDACTED = "***"
-
-_UPSTREAM_KEYS = ("name", "kind", "base_url", "api_key", "connect_timeout", "read_timeout", "enabled")
-_MODEL_KEYS = (
-    "id",
-    "name",
-    "vendor",
-    "category",
-    "description",
-    "enabled",
-    "context_window",
-    "max_output_tokens",
-    "capabilities",
-    "price",
-    "list_price",
-    "routes",
+from catalog.catalog_file import (
+    CAPABILITIES,
+    PRICE_KEYS,
+    REDACTED,
+    CatalogFileError,
+    ModelSpec,
+    UpstreamSpec,
+    catalog_file_validate,
 )
-_ROUTE_KEYS = ("upstream", "upstream_model", "priority", "weight", "enabled")
-_SLUG_RE = re.compile(r"[-a-zA-Z0-9_]+")
-_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SMALLINT_MAX = 32767
-_UINT_MAX = 2147483647
-
-
-class CatalogFileError(ValueError):
-    """The file is not a valid catalog. `errors` lists every problem, each prefixed by its path."""
-
-    def __init__(self, errors: list[str]) -> None:
-        self.errors = list(errors)
-        super().__init__("\n".join(self.errors))
+from catalog.models import AIModel, Upstream
 
 
 @dataclass
@@ -120,277 +57,6 @@ class ImportResult:
     def summary(self) -> str:
         text = f"upstreams: {self.upstreams}; models: {self.models}; routes: {self.routes}"
         return f"{text} (dry run, nothing saved)" if self.dry_run else text
-
-
-# --- reading and validating ------------------------------------------------
-
-
-def catalog_file_read(*, path: str | Path) -> dict:
-    """Parse a catalog file; syntax errors become CatalogFileError."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CatalogFileError([f"{path}: {exc.strerror or exc}"]) from exc
-    return catalog_text_parse(text=text, source=str(path))
-
-
-def catalog_text_parse(*, text: str, source: str = "<catalog>") -> dict:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise CatalogFileError([f"{source}: not valid YAML: {exc}"]) from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise CatalogFileError([f"{source}: the top level must be a mapping with `upstreams` and `models`"])
-    return data
-
-
-@dataclass
-class _RouteSpec:
-    path: str
-    upstream: str
-    fields: dict[str, Any]
-
-
-@dataclass
-class _ModelSpec:
-    path: str
-    slug: str
-    fields: dict[str, Any]
-    routes: list[_RouteSpec]
-
-
-@dataclass
-class _UpstreamSpec:
-    path: str
-    name: str
-    fields: dict[str, Any]
-
-
-class _Validator:
-    """Turns the parsed file into specs of model field values, collecting every error."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-
-    def error(self, path: str, message: str) -> None:
-        self.errors.append(f"{path}: {message}")
-
-    def mapping(self, value: Any, path: str, allowed: tuple[str, ...]) -> dict | None:
-        if not isinstance(value, dict):
-            self.error(path, "must be a mapping")
-            return None
-        for key in value:
-            if key not in allowed:
-                self.error(path, f"unknown key {key!r} (expected one of: {', '.join(allowed)})")
-        return value
-
-    def entries(self, data: dict, key: str) -> list:
-        value = data.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.error(key, "must be a list")
-            return []
-        return value
-
-    def string(self, value: Any, path: str, *, max_length: int, blank: bool = True) -> str | None:
-        if not isinstance(value, str):
-            self.error(path, "must be a string")
-            return None
-        if not blank and not value.strip():
-            self.error(path, "must not be empty")
-            return None
-        if len(value) > max_length:
-            self.error(path, f"must be at most {max_length} characters")
-            return None
-        return value
-
-    def boolean(self, value: Any, path: str) -> bool | None:
-        if not isinstance(value, bool):
-            self.error(path, "must be true or false")
-            return None
-        return value
-
-    def integer(self, value: Any, path: str, *, minimum: int, maximum: int, what: str) -> int | None:
-        # bool is an int subclass; floats are refused, not rounded.
-        if type(value) is not int or not minimum <= value <= maximum:
-            self.error(path, f"must be {what}")
-            return None
-        return value
-
-    def seconds(self, value: Any, path: str) -> float | None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86400:
-            self.error(path, "must be a number of seconds greater than 0")
-            return None
-        return float(value)
-
-    def choice(self, value: Any, path: str, choices: list[str]) -> str | None:
-        if value not in choices:
-            self.error(path, f"must be one of: {', '.join(choices)} (got {value!r})")
-            return None
-        return value
-
-    # --- entries -----------------------------------------------------------
-
-    def upstream(self, raw: Any, path: str) -> _UpstreamSpec | None:
-        entry = self.mapping(raw, path, _UPSTREAM_KEYS)
-        if entry is None:
-            return None
-        name = None
-        if "name" not in entry:
-            self.error(f"{path}.name", "is required")
-        elif (name := self.string(entry["name"], f"{path}.name", max_length=64, blank=False)) is not None:
-            if not _SLUG_RE.fullmatch(name):
-                self.error(f"{path}.name", "must contain only letters, digits, '-' and '_'")
-                name = None
-        fields: dict[str, Any] = {}
-        if "kind" in entry:
-            fields["kind"] = self.choice(entry["kind"], f"{path}.kind", Upstream.Kind.values)
-        if "base_url" in entry:
-            fields["base_url"] = self.url(entry["base_url"], f"{path}.base_url")
-        if "api_key" in entry:
-            fields["api_key"] = key = self.string(entry["api_key"], f"{path}.api_key", max_length=500)
-            if key and key.startswith("env:") and not _ENV_NAME_RE.fullmatch(key[4:]):
-                self.error(f"{path}.api_key", "env: must be followed by a variable name, e.g. env:OPENAI_API_KEY")
-        for key in ("connect_timeout", "read_timeout"):
-            if key in entry:
-                fields[key] = self.seconds(entry[key], f"{path}.{key}")
-        if "enabled" in entry:
-            fields["enabled"] = self.boolean(entry["enabled"], f"{path}.enabled")
-        return _UpstreamSpec(path=path, name=name, fields=fields) if name else None
-
-    def url(self, value: Any, path: str) -> str | None:
-        url = self.string(value, path, max_length=300, blank=False)
-        if url is None:
-            return None
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            self.error(path, "must be an http:// or https:// URL")
-            return None
-        return url
-
-    def model(self, raw: Any, path: str) -> _ModelSpec | None:
-        entry = self.mapping(raw, path, _MODEL_KEYS)
-        if entry is None:
-            return None
-        slug = None
-        if "id" not in entry:
-            self.error(f"{path}.id", "is required")
-        elif (slug := self.string(entry["id"], f"{path}.id", max_length=128, blank=False)) is not None:
-            if any(ch.isspace() for ch in slug):
-                self.error(f"{path}.id", "must not contain spaces")
-                slug = None
-        fields: dict[str, Any] = {}
-        if "name" in entry:
-            fields["name"] = self.string(entry["name"], f"{path}.name", max_length=200, blank=False)
-        if "vendor" in entry:
-            fields["vendor"] = self.string(entry["vendor"], f"{path}.vendor", max_length=64, blank=False)
-        if "category" in entry:
-            fields["category"] = self.choice(entry["category"], f"{path}.category", Category.values)
-        if "description" in entry:
-            fields["description"] = self.string(entry["description"] or "", f"{path}.description", max_length=2000)
-        if "enabled" in entry:
-            fields["enabled"] = self.boolean(entry["enabled"], f"{path}.enabled")
-        for key in ("context_window", "max_output_tokens"):
-            if key in entry:
-                value = entry[key]
-                fields[key] = (
-                    None
-                    if value is None
-                    else self.integer(value, f"{path}.{key}", minimum=1, maximum=_UINT_MAX, what="a positive integer")
-                )
-        if "capabilities" in entry:
-            caps = self.mapping(entry["capabilities"], f"{path}.capabilities", tuple(CAPABILITIES)) or {}
-            for key, field_name in CAPABILITIES.items():
-                if key in caps:
-                    fields[field_name] = self.boolean(caps[key], f"{path}.capabilities.{key}")
-        for key, suffix in (("price", ""), ("list_price", "_list")):
-            if key in entry:
-                prices = self.mapping(entry[key], f"{path}.{key}", PRICE_KEYS) or {}
-                for price_key in PRICE_KEYS:
-                    fields[price_key + suffix] = self.integer(
-                        prices.get(price_key, 0),
-                        f"{path}.{key}.{price_key}",
-                        minimum=0,
-                        maximum=2**62,
-                        what="a non-negative integer (micro-USD)",
-                    )
-        routes = []
-        if "routes" in entry:
-            if not isinstance(entry["routes"], list):
-                self.error(f"{path}.routes", "must be a list")
-            else:
-                seen: set[str] = set()
-                for i, raw_route in enumerate(entry["routes"]):
-                    route = self.route(raw_route, f"{path}.routes[{i}]")
-                    if route is None:
-                        continue
-                    if route.upstream in seen:
-                        self.error(route.path, f"a second route to upstream {route.upstream!r}")
-                        continue
-                    seen.add(route.upstream)
-                    routes.append(route)
-        return _ModelSpec(path=path, slug=slug, fields=fields, routes=routes) if slug else None
-
-    def route(self, raw: Any, path: str) -> _RouteSpec | None:
-        entry = self.mapping(raw, path, _ROUTE_KEYS)
-        if entry is None:
-            return None
-        upstream = None
-        if "upstream" not in entry:
-            self.error(f"{path}.upstream", "is required")
-        else:
-            upstream = self.string(entry["upstream"], f"{path}.upstream", max_length=64, blank=False)
-        fields: dict[str, Any] = {}
-        if "upstream_model" in entry:
-            fields["upstream_model"] = self.string(
-                entry["upstream_model"], f"{path}.upstream_model", max_length=200, blank=False
-            )
-        for key in ("priority", "weight"):
-            if key in entry:
-                fields[key] = self.integer(
-                    entry[key], f"{path}.{key}", minimum=0, maximum=_SMALLINT_MAX, what="an integer from 0 to 32767"
-                )
-        if "enabled" in entry:
-            fields["enabled"] = self.boolean(entry["enabled"], f"{path}.enabled")
-        return _RouteSpec(path=path, upstream=upstream, fields=fields) if upstream else None
-
-
-def _validate(data: Any) -> tuple[list[_UpstreamSpec], list[_ModelSpec]]:
-    check = _Validator()
-    if not isinstance(data, dict):
-        raise CatalogFileError(["<catalog>: the top level must be a mapping with `upstreams` and `models`"])
-    for key in data:
-        if key not in ("upstreams", "models"):
-            check.error(str(key), "unknown top-level key (expected `upstreams` and `models`)")
-    upstreams, seen_upstreams = [], {}
-    for i, raw in enumerate(check.entries(data, "upstreams")):
-        spec = check.upstream(raw, f"upstreams[{i}]")
-        if spec is None:
-            continue
-        if spec.name in seen_upstreams:
-            check.error(f"{spec.path}.name", f"{spec.name!r} is also {seen_upstreams[spec.name]}")
-            continue
-        seen_upstreams[spec.name] = spec.path
-        upstreams.append(spec)
-    models, seen_models = [], {}
-    for i, raw in enumerate(check.entries(data, "models")):
-        spec = check.model(raw, f"models[{i}]")
-        if spec is None:
-            continue
-        if spec.slug in seen_models:
-            check.error(f"{spec.path}.id", f"{spec.slug!r} is also {seen_models[spec.slug]}")
-            continue
-        seen_models[spec.slug] = spec.path
-        models.append(spec)
-    if check.errors:
-        raise CatalogFileError(check.errors)
-    return upstreams, models
-
-
-# --- writing -----------------------------------------------------------------
 
 
 def _apply(obj: Any, fields: dict[str, Any]) -> bool:
@@ -434,7 +100,7 @@ class _Writer:
         self.errors: list[str] = []
         self.upstreams: dict[str, Any] = {}
 
-    def write_upstreams(self, specs: list[_UpstreamSpec]) -> None:
+    def write_upstreams(self, specs: list[UpstreamSpec]) -> None:
         rows = self.Upstream.objects.using(self.using).filter(name__in=[s.name for s in specs])
         self.upstreams = {u.name: u for u in rows}
         for spec in specs:
@@ -456,7 +122,7 @@ class _Writer:
                 self.Upstream, current, lookup, fields, self.result.upstreams, self.using
             )
 
-    def write_models(self, specs: list[_ModelSpec]) -> None:
+    def write_models(self, specs: list[ModelSpec]) -> None:
         wanted = {r.upstream for m in specs for r in m.routes} - self.upstreams.keys()
         self.upstreams.update({u.name: u for u in self.Upstream.objects.using(self.using).filter(name__in=wanted)})
         models = {m.slug: m for m in self.AIModel.objects.using(self.using).filter(slug__in=[s.slug for s in specs])}
@@ -496,7 +162,7 @@ def catalog_import(
     `dry_run` does all the work in a transaction and rolls it back.
     Raises CatalogFileError naming every invalid path; nothing is saved then.
     """
-    upstream_specs, model_specs = _validate(data)
+    upstream_specs, model_specs = catalog_file_validate(data)
     result = ImportResult(dry_run=dry_run)
     with transaction.atomic(using=using):
         writer = _Writer(apps=apps, using=using, result=result)
@@ -568,7 +234,3 @@ def catalog_export() -> dict:
             }
         )
     return {"upstreams": upstreams, "models": models}
-
-
-def catalog_yaml_dump(data: dict) -> str:
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120)

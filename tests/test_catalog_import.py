@@ -7,7 +7,8 @@ import yaml
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from catalog.importer import CatalogFileError, catalog_export, catalog_file_read, catalog_import, catalog_text_parse
+from catalog.catalog_file import CatalogFileError, catalog_file_read, catalog_text_parse
+from catalog.importer import catalog_export, catalog_import
 from catalog.models import CHAT_CATEGORIES, AIModel, Route, Upstream
 from catalog.selectors import model_get
 

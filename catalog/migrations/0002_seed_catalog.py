@@ -13,13 +13,14 @@ SEED_FILE = Path(__file__).resolve().parent.parent / "seed" / "catalog.yaml"
 
 
 def seed_catalog(apps, schema_editor):
-    from catalog.importer import catalog_file_read, catalog_import
+    from catalog.catalog_file import catalog_file_read
+    from catalog.importer import catalog_import
 
     catalog_import(data=catalog_file_read(path=SEED_FILE), apps=apps, using=schema_editor.connection.alias)
 
 
 def unseed_catalog(apps, schema_editor):
-    from catalog.importer import catalog_file_read
+    from catalog.catalog_file import catalog_file_read
 
     data = catalog_file_read(path=SEED_FILE)
     alias = schema_editor.connection.alias

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from catalog.importer import catalog_export, catalog_yaml_dump
+from catalog.catalog_file import catalog_yaml_dump
+from catalog.importer import catalog_export
 
 
 class Command(BaseCommand):

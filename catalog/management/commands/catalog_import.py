@@ -2,11 +2,12 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from catalog.importer import CatalogFileError, catalog_file_read, catalog_import, catalog_text_parse
+from catalog.catalog_file import CatalogFileError, catalog_file_read, catalog_text_parse
+from catalog.importer import catalog_import
 
 
 class Command(BaseCommand):
-    help = "Create or update upstreams, models and routes from a catalog YAML file (see catalog/importer.py)."
+    help = "Create or update upstreams, models and routes from a catalog YAML file (format: catalog/catalog_file.py)."
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="Path to the catalog file, or - for standard input.")
