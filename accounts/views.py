@@ -16,7 +16,7 @@ from django_ratelimit.decorators import ratelimit
 from accounts.forms import ApiKeyCreateForm, EmailAuthenticationForm, SignupForm
 from accounts.models import ApiKey, User
 from accounts.services import api_key_create, api_key_revoke, user_create
-from catalog.selectors import models_public
+from catalog.selectors import model_example_slug
 
 
 @require_safe
@@ -98,7 +98,7 @@ def _dashboard_render(
         "new_key": new_key,
         "new_key_row": new_key_row,
         "api_base": request.build_absolute_uri("/v1"),
-        "example_model": models_public(category="chat").values_list("slug", flat=True).first() or "MODEL_ID",
+        "example_model": model_example_slug() or "MODEL_ID",
         "dashboard_url": reverse("dashboard"),
     }
     return render(request, "accounts/dashboard.html", context, status=status)

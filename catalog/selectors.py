@@ -18,7 +18,7 @@ from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db import connection
 from django.db.models import Q, QuerySet
 
-from catalog.models import AIModel, Route, Upstream
+from catalog.models import CHAT_CATEGORIES, AIModel, Route, Upstream
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +145,14 @@ def catalog_cache_clear() -> None:
 def model_get(*, slug: str) -> ModelInfo | None:
     """An enabled model by its public id, from the snapshot."""
     return _models().get(slug)
+
+
+def model_example_slug() -> str | None:
+    """A chat model a new key can call right now (its route has a credential), for examples."""
+    for model in _models().values():
+        if model.category in CHAT_CATEGORIES and any(route.api_key for route in model.routes):
+            return model.slug
+    return None
 
 
 def route_pick(*, model: ModelInfo) -> RouteTarget | None:
