@@ -9,7 +9,7 @@ import secrets
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 
-from gateway.errors import ApiError, InternalError, NotFound, PayloadTooLarge, error_response
+from gateway.errors import ApiError, InternalError, NotFound, PayloadTooLarge, PermissionDenied, error_response
 
 logger = logging.getLogger("beluga.gateway")
 
@@ -33,7 +33,7 @@ def _error_for_status(status: int) -> ApiError:
     if status >= 500:
         return InternalError("The server had an error processing your request.", status=status)
     if status == 403:
-        return ApiError("This request is not allowed.", status=403, type="permission_error", code="forbidden")
+        return PermissionDenied("This request is not allowed.", code="forbidden")
     return ApiError("The request could not be processed.", status=status, code="bad_request")
 
 

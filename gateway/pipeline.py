@@ -18,7 +18,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
-from accounts.limits import BUCKET_CHAT, RateLimitState, rate_limit_hit
+from accounts.limits import BUCKET_CHAT, rate_limit_hit
 from accounts.services import AuthenticatedKey, KeyRejected, api_key_authenticate
 from billing.pricing import chat_cost
 from billing.services import usage_record
@@ -50,7 +50,6 @@ class CallContext:
     request_id: str
     started: float
     key: AuthenticatedKey
-    limit: RateLimitState
     chat: ChatRequest
     model: ModelInfo
     route: RouteTarget
@@ -147,7 +146,7 @@ def chat_completions(request: HttpRequest) -> HttpResponse:
         route = route_pick(model=model)
         if route is None:
             raise UpstreamError(f"No upstream is available for '{model.slug}' right now.", status=503)
-        ctx = CallContext(request.request_id, started, key, limit, chat, model, route)
+        ctx = CallContext(request.request_id, started, key, chat, model, route)
         release_db_connection()
         response = _stream(ctx) if chat.stream else _complete(ctx)
     except ApiError as error:

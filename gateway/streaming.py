@@ -69,9 +69,7 @@ class RelayedStream:
                 yield stream_error_event("The model provider ended the stream early.")
             yield DONE
             self.completed = True
-        except GeneratorExit:
-            raise
-        except Exception:  # noqa: BLE001 - the upstream broke off mid-stream (reset, read timeout)
+        except Exception:  # noqa: BLE001 - the upstream broke off mid-stream (reset, read timeout); a client hang-up is GeneratorExit, not caught
             outcome.status, outcome.error_type = 502, "upstream_stream_broken"
             yield stream_error_event("The connection to the model provider broke during the stream.")
             yield DONE

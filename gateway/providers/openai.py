@@ -11,9 +11,7 @@ import requests
 
 from catalog.selectors import RouteTarget
 from gateway.errors import ApiError, InvalidRequest, RateLimited, UpstreamError
-from gateway.providers.http import iter_sse_data, post, session_for
-
-__all__ = ["chat_send", "error_from_response", "iter_sse_data", "usage_from"]
+from gateway.providers.http import post, session_for
 
 
 def chat_send(*, route: RouteTarget, body: dict, stream: bool, request_id: str) -> requests.Response:
