@@ -56,6 +56,8 @@ class ReceivedRequest:
     # and whether the gateway read it to the end ([DONE] written without error).
     events_sent: int = 0
     completed: bool = False
+    # The gateway's side of the TCP connection: equal on two requests when it reused the connection.
+    client_port: int = 0
 
     def raw(self) -> str:
         """Everything received, as text, to assert that something never reached the upstream."""
@@ -217,6 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
             json=parsed,
+            client_port=self.client_address[1],
         )
         self.fake._record(req)
         return req

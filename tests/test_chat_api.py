@@ -222,6 +222,19 @@ TRICKY_REPLY = (
 )
 
 
+def test_streams_reuse_the_upstream_connection(openai_client, fake_upstream, chat_route):
+    # A stream left unread past [DONE] makes urllib3 drop the connection, and every
+    # stream then paid for a new TCP connection upstream (docs/performance.md).
+    for _ in range(3):
+        stream = openai_client.chat.completions.create(
+            model=MODEL_ID, messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        assert "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices) == DEFAULT_REPLY
+    ports = {received.client_port for received in fake_upstream.chat_requests}
+    assert len(fake_upstream.chat_requests) == 3
+    assert len(ports) == 1, ports
+
+
 @pytest.mark.parametrize("include_usage", [False, True], ids=["usage-not-asked", "usage-asked"])
 def test_stream_text_that_looks_like_json_is_relayed_intact(client, chat_route, raw_key, fake_upstream, include_usage):
     fake_upstream.reply(TRICKY_REPLY)
