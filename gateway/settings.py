@@ -283,6 +283,12 @@ BELUGA = {
     "CATALOG_FILE": env_str("BELUGA_CATALOG_FILE"),
     # The demo admin's password for `make run` (generated and printed once when empty).
     "ADMIN_PASSWORD": env_str("BELUGA_ADMIN_PASSWORD"),
+    # Images given by URL to a provider that needs the bytes (Gemini) are
+    # fetched by Beluga: http(s) only, public addresses only (checked after
+    # DNS resolution) unless this is on, within a size and a time limit.
+    "IMAGE_FETCH_ALLOW_PRIVATE": env_bool("BELUGA_IMAGE_FETCH_ALLOW_PRIVATE", False),
+    "IMAGE_FETCH_MAX_BYTES": env_int("BELUGA_IMAGE_FETCH_MAX_BYTES", 20 * 1024 * 1024),
+    "IMAGE_FETCH_TIMEOUT_SECONDS": env_int("BELUGA_IMAGE_FETCH_TIMEOUT_SECONDS", 10),
 }
 
 LOGGING = {

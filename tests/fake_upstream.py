@@ -81,6 +81,9 @@ class Behaviour:
     # None: one token per word of the reply (so a stream's usage equals its content chunks).
     completion_tokens: int | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)  # used when the request has tools
+    cached_tokens: int = 0  # part of prompt_tokens read from the provider's prompt cache
+    reasoning_text: str = ""  # thinking shown before the reply, where the wire format has it
+    reasoning_tokens: int = 0  # part of the completion tokens spent reasoning
     # Failures
     status: int = 200
     error_message: str | None = None
@@ -234,16 +237,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _send_error(self, status: int) -> None:
-        b = self.fake.behaviour
-        if b.error_body is not None:
-            self._send_json(status, None, raw=b.error_body)
-            return
-        err_type, code = ERROR_BODIES.get(status, ("server_error", None))
-        message = b.error_message or DEFAULT_ERROR_MESSAGES.get(status, "Upstream error.")
-        param = "messages" if status == 400 else None
-        self._send_json(status, {"error": {"message": message, "type": err_type, "param": param, "code": code}})
-
     def _abort(self) -> None:
         """Drop the connection at once, as a crashing upstream does: no more bytes, no clean HTTP end."""
         try:
@@ -288,7 +281,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         req = self._receive()
-        if not req.path.rstrip("/").endswith("/chat/completions"):
+        wire = _wire_for(req.path)
+        if wire is None:
             self._send_json(404, {"error": {"message": f"Unknown path {req.path}", "type": "invalid_request_error"}})
             return
         b = self.fake.behaviour
@@ -297,40 +291,40 @@ class _Handler(BaseHTTPRequestHandler):
             return
         failing = (b.status != 200 or b.invalid_json) and self.fake._should_fail()
         if failing and b.status != 200:
-            self._send_error(b.status)
+            if b.error_body is not None:
+                self._send_json(b.status, None, raw=b.error_body)
+            else:
+                self._send_json(b.status, wire.error_json(b.status, b))
             return
         if failing and b.invalid_json:
             self._send_json(200, None, raw=b"<html>502 Bad Gateway</html> {not json")
             return
         body = req.json if isinstance(req.json, dict) else {}
-        if body.get("stream"):
-            self._stream(req, body)
+        if wire.is_stream(req.path, body):
+            self._stream(req, wire.stream_frames(req.path, body, b))
         else:
-            self._send_json(200, completion(body, b))
+            self._send_json(200, wire.reply_json(req.path, body, b))
 
-    def _stream(self, req: ReceivedRequest, body: dict) -> None:
+    def _stream(self, req: ReceivedRequest, frames: list[bytes]) -> None:
+        """Write SSE frames (each a whole event, blank line included) as a chunked body."""
         b = self.fake.behaviour
-        events = stream_events(body, b)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         try:
-            for i, event in enumerate(events):
+            for i, frame in enumerate(frames):
                 if b.reset_after_events is not None and i >= b.reset_after_events:
                     self._cut()
                     return
                 if b.hold_after_events is not None and i == b.hold_after_events:
                     # Bounded, so that a test that forgets to release cannot hang the server.
                     self.fake._gate.wait(10)
-                if b.omit_done and event == b"[DONE]":
-                    break
                 if i and b.chunk_delay and self.fake._wait(b.chunk_delay):
                     self._abort()
                     return
-                data = b"data: " + event + b"\n\n"
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
                 self.wfile.flush()
                 req.events_sent += 1
             self.wfile.write(b"0\r\n\r\n")
@@ -339,6 +333,22 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             # The gateway hung up (its client went away): stop, as the real API does.
             self.close_connection = True
+
+
+def _wire_for(path: str):
+    """The module that speaks the wire format of `path` (see OpenAIWire for what it offers)."""
+    path = path.split("?", 1)[0].rstrip("/")
+    if path.endswith("/chat/completions"):
+        return OpenAIWire
+    if path.endswith("/messages") or path.endswith("/messages/count_tokens"):
+        from tests import fake_anthropic
+
+        return fake_anthropic
+    if "/v1beta/models/" in path:
+        from tests import fake_gemini
+
+        return fake_gemini
+    return None
 
 
 # --- OpenAI wire format ------------------------------------------------------
@@ -437,6 +447,33 @@ def stream_events(body: dict, b: Behaviour) -> list[bytes]:
         events.append(_compact(dict(base, choices=[], usage=_usage(b))))
     events.append(b"[DONE]")
     return events
+
+
+def error_json(status: int, b: Behaviour) -> dict:
+    err_type, code = ERROR_BODIES.get(status, ("server_error", None))
+    message = b.error_message or DEFAULT_ERROR_MESSAGES.get(status, "Upstream error.")
+    param = "messages" if status == 400 else None
+    return {"error": {"message": message, "type": err_type, "param": param, "code": code}}
+
+
+class OpenAIWire:
+    """OpenAI chat completions. Every wire module offers these four functions."""
+
+    @staticmethod
+    def is_stream(path: str, body: dict) -> bool:
+        return bool(body.get("stream"))
+
+    @staticmethod
+    def reply_json(path: str, body: dict, b: Behaviour) -> dict:
+        return completion(body, b)
+
+    @staticmethod
+    def stream_frames(path: str, body: dict, b: Behaviour) -> list[bytes]:
+        return [
+            b"data: " + event + b"\n\n" for event in stream_events(body, b) if not (b.omit_done and event == b"[DONE]")
+        ]
+
+    error_json = staticmethod(error_json)
 
 
 def main() -> None:  # pragma: no cover - handy by hand: python -m tests.fake_upstream
