@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 from catalog.selectors import ModelInfo
+from gateway.protocols.conversation import Usage
 
 TOKENS_PER_PRICE_UNIT = 1_000_000
 
 
-def chat_cost(*, model: ModelInfo, prompt_tokens: int, completion_tokens: int) -> int:
+def token_cost(*, model: ModelInfo, usage: Usage) -> int:
     """Token cost, rounded up once per call to a whole micro-USD.
 
-    Prices are per 1M tokens, so a call usually costs a fraction of a
-    micro-USD per token; rounding the sum (not each part) up keeps the error
-    under one micro-USD per call and never below the true price.
+    Input tokens read from or written to the provider's prompt cache are priced
+    at the model's cache prices when it has them (the input price otherwise);
+    reasoning tokens are output tokens. Prices are per 1M tokens, so a call
+    usually costs a fraction of a micro-USD per token; rounding the sum (not
+    each part) up keeps the error under one micro-USD per call and never
+    below the true price.
     """
-    numerator = prompt_tokens * model.input_per_1m + completion_tokens * model.output_per_1m
+    cached = min(usage.cached_input_tokens, usage.input_tokens)
+    written = min(usage.cache_write_tokens, usage.input_tokens - cached)
+    cached_price = model.input_per_1m if model.cached_input_per_1m is None else model.cached_input_per_1m
+    write_price = model.input_per_1m if model.cache_write_per_1m is None else model.cache_write_per_1m
+    numerator = (
+        (usage.input_tokens - cached - written) * model.input_per_1m
+        + cached * cached_price
+        + written * write_price
+        + usage.output_tokens * model.output_per_1m
+    )
     return -(-numerator // TOKENS_PER_PRICE_UNIT)

@@ -132,6 +132,7 @@ class AIModelAdmin(CatalogCacheClearMixin, admin.ModelAdmin):
                 "description": "What customers pay. Token prices are per 1M tokens.",
                 "fields": (
                     ("input_per_1m", "output_per_1m"),
+                    ("cached_input_per_1m", "cache_write_per_1m"),
                     ("per_image", "per_video_second"),
                     ("per_1m_chars", "per_minute"),
                 ),
@@ -143,6 +144,7 @@ class AIModelAdmin(CatalogCacheClearMixin, admin.ModelAdmin):
                 "description": "The provider's own price, shown beside the sale price.",
                 "fields": (
                     ("input_per_1m_list", "output_per_1m_list"),
+                    ("cached_input_per_1m_list", "cache_write_per_1m_list"),
                     ("per_image_list", "per_video_second_list"),
                     ("per_1m_chars_list", "per_minute_list"),
                 ),

@@ -26,7 +26,9 @@ works too) of this shape::
           - {upstream: local-a, upstream_model: gpt-4o-mini, priority: 0, weight: 1, enabled: true}
 
 Price keys: input_per_1m, output_per_1m (per 1M tokens), per_image,
-per_video_second, per_1m_chars (TTS), per_minute (STT). Money is integer
+per_video_second, per_1m_chars (TTS), per_minute (STT); optional
+cached_input_per_1m and cache_write_per_1m (prompt caching; absent or null:
+the input price). Money is integer
 micro-USD (1 USD = 1,000,000); floats are rejected rather than rounded.
 """
 
@@ -43,6 +45,8 @@ import yaml
 from catalog.models import Category, Upstream
 
 PRICE_KEYS = ("input_per_1m", "output_per_1m", "per_image", "per_video_second", "per_1m_chars", "per_minute")
+# Prices that may be left empty (null): cached input tokens then cost the input price.
+OPTIONAL_PRICE_KEYS = ("cached_input_per_1m", "cache_write_per_1m")
 # File key → model field.
 CAPABILITIES = {
     "stream": "supports_stream",
@@ -268,7 +272,20 @@ class _Validator:
                     fields[field_name] = self.boolean(caps[key], f"{path}.capabilities.{key}")
         for key, suffix in (("price", ""), ("list_price", "_list")):
             if key in entry:
-                prices = self.mapping(entry[key], f"{path}.{key}", PRICE_KEYS) or {}
+                prices = self.mapping(entry[key], f"{path}.{key}", PRICE_KEYS + OPTIONAL_PRICE_KEYS) or {}
+                for price_key in OPTIONAL_PRICE_KEYS:
+                    value = prices.get(price_key)
+                    fields[price_key + suffix] = (
+                        None
+                        if value is None
+                        else self.integer(
+                            value,
+                            f"{path}.{key}.{price_key}",
+                            minimum=0,
+                            maximum=2**62,
+                            what="a non-negative integer (micro-USD)",
+                        )
+                    )
                 for price_key in PRICE_KEYS:
                     fields[price_key + suffix] = self.integer(
                         prices.get(price_key, 0),

@@ -27,6 +27,7 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 
 from catalog.catalog_file import (
     CAPABILITIES,
+    OPTIONAL_PRICE_KEYS,
     PRICE_KEYS,
     REDACTED,
     CatalogFileError,
@@ -189,7 +190,11 @@ def _credential_export(value: str) -> str:
 
 
 def _prices(obj: Any, suffix: str) -> dict[str, int]:
-    return {key: getattr(obj, key + suffix) for key in PRICE_KEYS if getattr(obj, key + suffix)}
+    prices = {key: getattr(obj, key + suffix) for key in PRICE_KEYS if getattr(obj, key + suffix)}
+    prices.update(
+        {key: getattr(obj, key + suffix) for key in OPTIONAL_PRICE_KEYS if getattr(obj, key + suffix) is not None}
+    )
+    return prices
 
 
 def catalog_export() -> dict:

@@ -10,6 +10,7 @@ class Category(models.TextChoices):
     VIDEO = "video", "Video"
     AUDIO_TTS = "audio-tts", "Audio: text to speech"
     AUDIO_STT = "audio-stt", "Audio: speech to text"
+    EMBEDDING = "embedding", "Embedding"
 
 
 # Categories answered by /v1/chat/completions and limited by the chat bucket.
@@ -42,12 +43,24 @@ class AIModel(models.Model):
     per_video_second = models.BigIntegerField(default=0, help_text="Sale price, micro-USD per second of video.")
     per_1m_chars = models.BigIntegerField(default=0, help_text="Sale price, micro-USD per 1M TTS characters.")
     per_minute = models.BigIntegerField(default=0, help_text="Sale price, micro-USD per minute of audio (STT).")
+    # Prompt caching: input tokens the provider read from (or wrote to) its
+    # cache are priced apart where vendors publish it. Empty: the input price.
+    cached_input_per_1m = models.BigIntegerField(
+        null=True, blank=True, help_text="Sale price, micro-USD per 1M cached input tokens (empty: input price)."
+    )
+    cache_write_per_1m = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Sale price, micro-USD per 1M input tokens written to the cache (empty: input price).",
+    )
     input_per_1m_list = models.BigIntegerField(default=0)
     output_per_1m_list = models.BigIntegerField(default=0)
     per_image_list = models.BigIntegerField(default=0)
     per_video_second_list = models.BigIntegerField(default=0)
     per_1m_chars_list = models.BigIntegerField(default=0)
     per_minute_list = models.BigIntegerField(default=0)
+    cached_input_per_1m_list = models.BigIntegerField(null=True, blank=True)
+    cache_write_per_1m_list = models.BigIntegerField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -51,6 +51,8 @@ class ModelInfo:
     per_video_second: int
     per_1m_chars: int
     per_minute: int
+    cached_input_per_1m: int | None  # None: cached input tokens cost the input price
+    cache_write_per_1m: int | None
     routes: tuple[RouteTarget, ...] = field(default=())
 
 
@@ -107,6 +109,8 @@ def _load() -> dict[str, ModelInfo]:
             per_video_second=m.per_video_second,
             per_1m_chars=m.per_1m_chars,
             per_minute=m.per_minute,
+            cached_input_per_1m=m.cached_input_per_1m,
+            cache_write_per_1m=m.cache_write_per_1m,
             routes=tuple(sorted(routes_by_model.get(m.id, ()), key=lambda r: r.priority)),
         )
     return models

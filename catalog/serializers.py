@@ -53,6 +53,8 @@ class PublicModelSerializer(serializers.ModelSerializer):
         units = {
             "input_per_1m_tokens": ("input_per_1m", "input_per_1m_list"),
             "output_per_1m_tokens": ("output_per_1m", "output_per_1m_list"),
+            "cached_input_per_1m_tokens": ("cached_input_per_1m", "cached_input_per_1m_list"),
+            "cache_write_per_1m_tokens": ("cache_write_per_1m", "cache_write_per_1m_list"),
             "per_image": ("per_image", "per_image_list"),
             "per_video_second": ("per_video_second", "per_video_second_list"),
             "per_1m_characters": ("per_1m_chars", "per_1m_chars_list"),
@@ -61,7 +63,7 @@ class PublicModelSerializer(serializers.ModelSerializer):
         sale, official = {}, {}
         for name, (sale_field, list_field) in units.items():
             sale_value, list_value = getattr(obj, sale_field), getattr(obj, list_field)
-            if sale_value or list_value:
+            if sale_value is not None and list_value is not None and (sale_value or list_value):
                 sale[name] = sale_value
                 official[name] = list_value
         return {"currency": "USD", "unit": "micro_usd", "sale": sale, "list": official}

@@ -96,8 +96,10 @@ class InternalError(ApiError):
     code = "internal_error"
 
 
-def error_response(error: ApiError) -> HttpResponse:
-    response = HttpResponse(orjson.dumps(error.body()), status=error.status, content_type="application/json")
+def error_response(error: ApiError, *, protocol=None) -> HttpResponse:
+    """The error as an HTTP response: OpenAI's shape, or `protocol.error_body`'s (a gateway.protocols module)."""
+    status, body = protocol.error_body(error) if protocol is not None else (error.status, error.body())
+    response = HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
     for name, value in error.headers.items():
         response[name] = value
     return response

@@ -1,9 +1,15 @@
-"""The request pipeline for chat completions, step by step:
+"""The request pipeline for model calls, step by step:
 
-    authenticate → rate-limit → validate → route → call upstream → price → record
+    authenticate → rate-limit → read the request (client protocol) → route →
+    call the upstream (its protocol) → answer (client protocol) → price → record
 
-Each step calls the app that owns it (accounts, catalog, billing) or the
-provider adapter; nothing here writes another app's tables directly.
+Every client protocol (OpenAI chat, Anthropic Messages, Gemini, OpenAI
+Responses) enters through `model_call`. When the client and the route's
+upstream both speak OpenAI chat, the validated body is forwarded as it is (the
+fast path); every other pair goes through the Conversation of
+gateway/protocols: the client protocol's reader, the upstream protocol's
+writer, and back. Each step calls the app that owns it (accounts, catalog,
+billing); nothing here writes another app's tables directly.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from accounts.limits import BUCKET_CHAT, rate_limit_hit
 from accounts.services import AuthenticatedKey, KeyRejected, api_key_authenticate
-from billing.pricing import chat_cost
+from billing.pricing import token_cost
 from billing.services import usage_record
 from catalog.selectors import ModelInfo, RouteTarget, model_get, route_pick
 from gateway.errors import (
@@ -32,15 +38,38 @@ from gateway.errors import (
     RateLimited,
     UpstreamError,
 )
+from gateway.protocols import anthropic_messages, gemini, openai_chat, openai_responses
+from gateway.protocols.conversation import Conversation, Image, Reply, ToolResult, Usage
 from gateway.providers import openai as openai_adapter
-from gateway.streaming import RelayedStream, StreamOutcome
-from gateway.validation import ChatRequest, validate_chat_request
+from gateway.providers.http import post, session_for
+from gateway.providers.image_fetch import fetch_image
+from gateway.streaming import RelayedStream, StreamOutcome, TranslatedStream
+from gateway.validation import validate_chat_request
 
-ENDPOINT_CHAT = "chat/completions"
+# The protocol Beluga speaks to an upstream, by the upstream's kind.
+UPSTREAM_PROTOCOLS = {"openai": openai_chat, "anthropic": anthropic_messages, "gemini": gemini}
+# Upstream kinds that need an image's bytes: a URL is fetched by Beluga (safely) first.
+NEEDS_IMAGE_BYTES = frozenset({"gemini"})
+DROPPED_HEADER = "X-Beluga-Dropped-Params"
 # Without the upstream's usage (a stream cut short), tokens are estimated from
 # characters: about four characters a token for English text with OpenAI's
 # tokenizers. Marked usage_estimated on the record.
 CHARS_PER_TOKEN = 4
+
+
+@dataclass(slots=True)
+class Inbound:
+    """A client protocol as the pipeline sees it: its module and the names it is recorded under."""
+
+    module: object  # a gateway.protocols module
+    protocol: str  # recorded on the usage record: "openai.chat", "anthropic.messages", ...
+    endpoint: str  # recorded on the usage record: "chat/completions", "messages", ...
+
+
+OPENAI_CHAT = Inbound(openai_chat, "openai.chat", "chat/completions")
+OPENAI_RESPONSES = Inbound(openai_responses, "openai.responses", "responses")
+ANTHROPIC_MESSAGES = Inbound(anthropic_messages, "anthropic.messages", "messages")
+GEMINI = Inbound(gemini, "gemini", "generateContent")
 
 
 @dataclass(slots=True)
@@ -50,18 +79,25 @@ class CallContext:
     request_id: str
     started: float
     key: AuthenticatedKey
-    chat: ChatRequest
+    inbound: Inbound
     model: ModelInfo
     route: RouteTarget
+    stream: bool
+    prompt_chars: int  # for the token estimate when the upstream gives no usage
+    body: dict | None = None  # the fast path: the validated OpenAI body, forwarded as is
 
 
 def raw_key_from(request: HttpRequest) -> str:
-    """The API key from `Authorization: Bearer`, `x-api-key` or `x-goog-api-key`."""
+    """The API key from `Authorization: Bearer`, `x-api-key` or `x-goog-api-key`
+    (or, on the Gemini paths only, `?key=`, as Google's API takes it)."""
     meta = request.META
     auth = meta.get("HTTP_AUTHORIZATION", "")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip()
-    return meta.get("HTTP_X_API_KEY") or meta.get("HTTP_X_GOOG_API_KEY") or ""
+    key = meta.get("HTTP_X_API_KEY") or meta.get("HTTP_X_GOOG_API_KEY") or ""
+    if not key and "/v1beta/" in request.path:
+        key = request.GET.get("key", "")
+    return key
 
 
 def authenticate(request: HttpRequest) -> AuthenticatedKey:
@@ -101,6 +137,20 @@ def estimate_tokens(chars: int) -> int:
     return math.ceil(chars / CHARS_PER_TOKEN) if chars > 0 else 0
 
 
+def conversation_chars(conversation: Conversation) -> int:
+    """Characters of text in a Conversation (system, messages, tools), for estimates."""
+    total = len(conversation.system_text)
+    for message in conversation.messages:
+        for part in message.parts:
+            if isinstance(part, ToolResult):
+                total += len(part.text)
+            elif not isinstance(part, Image):
+                total += len(getattr(part, "text", "") or getattr(part, "arguments", ""))
+    for tool in conversation.tools:
+        total += len(tool.name) + len(tool.description) + len(orjson.dumps(tool.parameters))
+    return total
+
+
 def prompt_chars(body: dict) -> int:
     """Characters of text in the prompt (messages and tool definitions), for estimates."""
     total = 0
@@ -118,6 +168,15 @@ def prompt_chars(body: dict) -> int:
     return total
 
 
+def raise_if_limited(limit) -> None:
+    if limit.limited:
+        raise RateLimited(
+            f"Rate limit reached: {limit.limit} chat requests per minute for this key. "
+            f"Retry after {limit.retry_after} s.",
+            headers={"Retry-After": str(limit.retry_after)},
+        )
+
+
 def _ms(since: float) -> int:
     return int((time.perf_counter() - since) * 1000)
 
@@ -126,29 +185,53 @@ def _ms(since: float) -> int:
 
 
 def chat_completions(request: HttpRequest) -> HttpResponse:
+    return model_call(request, inbound=OPENAI_CHAT)
+
+
+def model_call(
+    request: HttpRequest,
+    *,
+    inbound: Inbound,
+    model: str | None = None,
+    stream: bool | None = None,
+    writer_options: dict | None = None,
+) -> HttpResponse:
+    """One model call in any client protocol. `model`/`stream` come from the URL where the protocol puts them there."""
     started = time.perf_counter()
     key = authenticate(request)
     release_db_connection()  # a key lookup that missed the cache must not hold a connection while we wait
     limit = rate_limit_hit(request=request, key=key, bucket=BUCKET_CHAT)
     try:
-        if limit.limited:
-            raise RateLimited(
-                f"Rate limit reached: {limit.limit} chat requests per minute for this key. "
-                f"Retry after {limit.retry_after} s.",
-                headers={"Retry-After": str(limit.retry_after)},
-            )
-        chat = validate_chat_request(parse_json_body(request))
-        model = model_get(slug=chat.model)
-        if model is None:
-            raise NotFound(f"The model '{chat.model}' does not exist.", param="model", code="model_not_found")
-        if chat.stream and not model.supports_stream:
-            raise InvalidRequest(f"The model '{model.slug}' does not support streaming.", param="stream")
-        route = route_pick(model=model)
+        raise_if_limited(limit)
+        body = parse_json_body(request)
+        chat = conversation = None
+        if inbound is OPENAI_CHAT:
+            chat = validate_chat_request(body)
+            slug, streaming = chat.model, chat.stream
+        else:
+            conversation = inbound.module.read_request(body, model=model, stream=stream)
+            slug, streaming = conversation.model, conversation.stream
+        found = model_get(slug=slug)
+        if found is None:
+            raise NotFound(f"The model '{slug}' does not exist.", param="model", code="model_not_found")
+        if streaming and not found.supports_stream:
+            raise InvalidRequest(f"The model '{found.slug}' does not support streaming.", param="stream")
+        route = route_pick(model=found)
         if route is None:
-            raise UpstreamError(f"No upstream is available for '{model.slug}' right now.", status=503)
-        ctx = CallContext(request.request_id, started, key, chat, model, route)
+            raise UpstreamError(f"No upstream is available for '{found.slug}' right now.", status=503)
         release_db_connection()
-        response = _stream(ctx) if chat.stream else _complete(ctx)
+        if chat is not None and route.kind == "openai":
+            ctx = CallContext(
+                request.request_id, started, key, inbound, found, route, streaming, prompt_chars(chat.body), chat.body
+            )
+            response = _stream(ctx, include_usage=chat.include_usage) if streaming else _complete(ctx)
+        else:
+            if conversation is None:
+                conversation = openai_chat.conversation_from(chat)
+            ctx = CallContext(
+                request.request_id, started, key, inbound, found, route, streaming, conversation_chars(conversation)
+            )
+            response = _translated(ctx, conversation, writer_options or {})
     except ApiError as error:
         error.headers = {**limit.headers(), **error.headers}
         raise
@@ -157,10 +240,9 @@ def chat_completions(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _record(ctx: CallContext, **fields) -> int:
-    prompt = fields.get("prompt_tokens", 0)
-    completion = fields.get("completion_tokens", 0)
-    cost = chat_cost(model=ctx.model, prompt_tokens=prompt, completion_tokens=completion)
+def _record(ctx: CallContext, *, usage: Usage | None = None, estimated: bool = False, **fields) -> int:
+    usage = usage or Usage()
+    cost = token_cost(model=ctx.model, usage=usage)
     usage_record(
         request_id=ctx.request_id,
         user_id=ctx.key.user_id,
@@ -168,8 +250,16 @@ def _record(ctx: CallContext, **fields) -> int:
         model=ctx.model.slug,
         upstream=ctx.route.upstream_name,
         upstream_model=ctx.route.upstream_model,
-        endpoint=ENDPOINT_CHAT,
-        stream=ctx.chat.stream,
+        upstream_kind=ctx.route.kind,
+        protocol=ctx.inbound.protocol,
+        endpoint=ctx.inbound.endpoint,
+        stream=ctx.stream,
+        prompt_tokens=usage.input_tokens,
+        completion_tokens=usage.output_tokens,
+        cached_tokens=usage.cached_input_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        usage_estimated=estimated,
         cost_micro_usd=cost,
         latency_ms=_ms(ctx.started),
         **fields,
@@ -177,22 +267,26 @@ def _record(ctx: CallContext, **fields) -> int:
     return cost
 
 
-def _send(ctx: CallContext, *, stream: bool):
-    """Call the upstream; an unreachable upstream or a non-200 answer is recorded and raised."""
+def _estimated_usage(ctx: CallContext, output_chars: int) -> Usage:
+    return Usage(input_tokens=estimate_tokens(ctx.prompt_chars), output_tokens=estimate_tokens(output_chars))
+
+
+def _send(ctx: CallContext, *, stream: bool, call, read_error):
+    """Call the upstream; an unreachable upstream or a non-200 answer is recorded and raised.
+
+    `call()` returns the upstream's response or raises UpstreamError;
+    `read_error` maps a non-200 answer to what the client sees.
+    """
     upstream_started = time.perf_counter()
     try:
-        upstream = openai_adapter.chat_send(
-            route=ctx.route, body=ctx.chat.body, stream=stream, request_id=ctx.request_id
-        )
+        upstream = call()
         error = None
         if upstream.status_code != 200:
             try:
                 content = upstream.content
             except Exception:  # noqa: BLE001 - a broken error body is still an upstream error
                 content = b""
-            error = openai_adapter.error_from_response(
-                route=ctx.route, status=upstream.status_code, content=content, headers=upstream.headers
-            )
+            error = read_error(route=ctx.route, status=upstream.status_code, content=content, headers=upstream.headers)
     except UpstreamError as unreachable:
         error = unreachable
     if error is not None:
@@ -206,62 +300,246 @@ def _send(ctx: CallContext, *, stream: bool):
     return upstream, upstream_started
 
 
-def _complete(ctx: CallContext) -> HttpResponse:
-    upstream, upstream_started = _send(ctx, stream=False)
-    content = upstream.content
-    upstream_ms = _ms(upstream_started)
+def _upstream_json(ctx: CallContext, upstream, upstream_ms: int):
     try:
-        data = orjson.loads(content)
-        if not isinstance(data, dict):
-            raise ValueError("not an object")
-    except ValueError:
+        return orjson.loads(upstream.content)
+    except orjson.JSONDecodeError:
         _record(ctx, status_code=502, error_type="upstream_invalid_response", upstream_latency_ms=upstream_ms)
         raise UpstreamError("The model provider sent an unreadable answer.", status=502) from None
-    usage = openai_adapter.usage_from(data)
+
+
+# --- the fast path: OpenAI chat in, OpenAI chat out ------------------------------
+
+
+def _openai_send(ctx: CallContext, *, stream: bool):
+    return _send(
+        ctx,
+        stream=stream,
+        call=lambda: openai_adapter.chat_send(route=ctx.route, body=ctx.body, stream=stream, request_id=ctx.request_id),
+        read_error=openai_adapter.error_from_response,
+    )
+
+
+def _complete(ctx: CallContext) -> HttpResponse:
+    upstream, upstream_started = _openai_send(ctx, stream=False)
+    upstream_ms = _ms(upstream_started)
+    data = _upstream_json(ctx, upstream, upstream_ms)
+    if not isinstance(data, dict):
+        _record(ctx, status_code=502, error_type="upstream_invalid_response", upstream_latency_ms=upstream_ms)
+        raise UpstreamError("The model provider sent an unreadable answer.", status=502)
+    usage = openai_chat.read_usage(data)
     estimated = usage is None
     if usage is None:
-        usage = (
-            estimate_tokens(prompt_chars(ctx.chat.body)),
-            estimate_tokens(openai_adapter.completion_chars(data)),
-        )
+        usage = _estimated_usage(ctx, openai_adapter.completion_chars(data))
     data["model"] = ctx.model.slug
-    cost = _record(
-        ctx,
-        status_code=200,
-        prompt_tokens=usage[0],
-        completion_tokens=usage[1],
-        usage_estimated=estimated,
-        upstream_latency_ms=upstream_ms,
-    )
+    cost = _record(ctx, usage=usage, estimated=estimated, status_code=200, upstream_latency_ms=upstream_ms)
     response = HttpResponse(orjson.dumps(data), content_type="application/json")
     response["X-Request-Cost-Micro-Usd"] = str(cost)
     return response
 
 
-def _stream(ctx: CallContext) -> HttpResponse:
-    upstream, upstream_started = _send(ctx, stream=True)
-    relayed = RelayedStream(
-        upstream=upstream,
-        relay=openai_adapter.StreamRelay(public_model=ctx.model.slug, keep_usage=ctx.chat.include_usage),
-        on_finish=lambda outcome: _record_stream(ctx, outcome, upstream_started),
-    )
-    response = StreamingHttpResponse(relayed, content_type="text/event-stream")
+def _stream_response(body) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(body, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx in front must not buffer the stream
     return response
 
 
+def _stream(ctx: CallContext, *, include_usage: bool) -> HttpResponse:
+    upstream, upstream_started = _openai_send(ctx, stream=True)
+    relayed = RelayedStream(
+        upstream=upstream,
+        relay=openai_adapter.StreamRelay(public_model=ctx.model.slug, keep_usage=include_usage),
+        on_finish=lambda outcome: _record_stream(ctx, outcome, upstream_started),
+    )
+    return _stream_response(relayed)
+
+
 def _record_stream(ctx: CallContext, outcome: StreamOutcome, upstream_started: float) -> None:
     usage = outcome.usage
     if usage is None:
-        usage = (estimate_tokens(prompt_chars(ctx.chat.body)), estimate_tokens(outcome.delivered_chars))
+        usage = _estimated_usage(ctx, outcome.delivered_chars)
     _record(
         ctx,
+        usage=usage,
+        estimated=outcome.usage is None,
         status_code=outcome.status,
         error_type=outcome.error_type,
-        prompt_tokens=usage[0],
-        completion_tokens=usage[1],
-        usage_estimated=outcome.usage is None,
         client_disconnected=outcome.client_disconnected,
         upstream_latency_ms=_ms(upstream_started),
     )
+
+
+# --- every other pair: through the Conversation ----------------------------------
+
+
+def _prepare(ctx: CallContext, conversation: Conversation) -> None:
+    """What the upstream's protocol needs that the client's may have left out."""
+    if conversation.max_tokens is None and ctx.route.kind == "anthropic":
+        conversation.max_tokens = ctx.model.max_output_tokens or anthropic_messages.DEFAULT_MAX_TOKENS
+    if ctx.route.kind in NEEDS_IMAGE_BYTES:
+        for message in conversation.messages:
+            for part in message.parts:
+                images = part.content if isinstance(part, ToolResult) else (part,)
+                for image in images:
+                    if isinstance(image, Image) and image.data is None and (image.url or "").startswith("http"):
+                        fetched = fetch_image(image.url, param="messages")
+                        image.data, image.media_type, image.url = fetched.data, fetched.media_type, None
+
+
+def _translated(ctx: CallContext, conversation: Conversation, writer_options: dict) -> HttpResponse:
+    upstream_protocol = UPSTREAM_PROTOCOLS.get(ctx.route.kind)
+    if upstream_protocol is None:
+        raise UpstreamError(f"'{ctx.model.slug}' is routed to an upstream Beluga cannot call for chat.", status=503)
+    _prepare(ctx, conversation)
+    outbound = upstream_protocol.build_request(conversation, route=ctx.route, stream=ctx.stream)
+    route = ctx.route
+    outbound.headers["X-Request-Id"] = ctx.request_id
+
+    def call():
+        return post(
+            session=session_for(upstream_id=route.upstream_id, base_url=route.base_url),
+            url=outbound.url,
+            data=outbound.body,
+            headers=outbound.headers,
+            stream=ctx.stream,
+            timeout=(route.connect_timeout, route.read_timeout),
+        )
+
+    upstream, upstream_started = _send(
+        ctx, stream=ctx.stream, call=lambda: openai_adapter.guarded(call), read_error=upstream_protocol.read_error
+    )
+    inbound = ctx.inbound.module
+    if ctx.stream:
+        writer = inbound.StreamWriter(
+            model=ctx.model.slug, request_id=ctx.request_id, conversation=conversation, **writer_options
+        )
+        translated = TranslatedStream(
+            upstream=upstream,
+            reader=upstream_protocol.StreamReader(),
+            writer=writer,
+            on_finish=lambda outcome: _record_translated(ctx, outcome, upstream_started),
+        )
+        response = StreamingHttpResponse(translated, content_type=writer.content_type)
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+    else:
+        upstream_ms = _ms(upstream_started)
+        data = _upstream_json(ctx, upstream, upstream_ms)
+        try:
+            reply = upstream_protocol.read_reply(data)
+        except ValueError:
+            _record(ctx, status_code=502, error_type="upstream_invalid_response", upstream_latency_ms=upstream_ms)
+            raise UpstreamError("The model provider sent an unreadable answer.", status=502) from None
+        estimated = reply.usage is None
+        if reply.usage is None:
+            reply.usage = _estimated_usage(ctx, reply.output_chars)
+        cost = _record(ctx, usage=reply.usage, estimated=estimated, status_code=200, upstream_latency_ms=upstream_ms)
+        response = HttpResponse(
+            orjson.dumps(
+                inbound.write_reply(reply, model=ctx.model.slug, request_id=ctx.request_id, conversation=conversation)
+            ),
+            content_type="application/json",
+        )
+        response["X-Request-Cost-Micro-Usd"] = str(cost)
+    dropped = set(conversation.dropped) | set(outbound.dropped)
+    if dropped:
+        response[DROPPED_HEADER] = ", ".join(sorted(dropped))
+    return response
+
+
+def _record_translated(ctx: CallContext, outcome: StreamOutcome, upstream_started: float) -> None:
+    reply: Reply = outcome.reply
+    usage = reply.usage if reply is not None else None
+    estimated = usage is None
+    if usage is None:
+        usage = _estimated_usage(ctx, reply.output_chars if reply is not None else 0)
+    _record(
+        ctx,
+        usage=usage,
+        estimated=estimated,
+        status_code=outcome.status,
+        error_type=outcome.error_type,
+        client_disconnected=outcome.client_disconnected,
+        upstream_latency_ms=_ms(upstream_started),
+    )
+
+
+# --- token counting --------------------------------------------------------------
+# Free (no usage record, no rate-limit hit) but authenticated, as the providers do it.
+
+# Without a provider count: four characters a token, plus what each message and
+# image costs on top of its text (Anthropic documents about 1,600 tokens for a
+# 1092x1092 image; unknown sizes are counted at that).
+ESTIMATE_TOKENS_PER_MESSAGE = 4
+ESTIMATE_TOKENS_PER_IMAGE = 1600
+
+
+def estimate_conversation_tokens(conversation: Conversation) -> int:
+    images = sum(
+        1
+        for message in conversation.messages
+        for part in message.parts
+        for item in (part.content if isinstance(part, ToolResult) else (part,))
+        if isinstance(item, Image)
+    )
+    return (
+        estimate_tokens(conversation_chars(conversation))
+        + ESTIMATE_TOKENS_PER_MESSAGE * (len(conversation.messages) + bool(conversation.system))
+        + ESTIMATE_TOKENS_PER_IMAGE * images
+    )
+
+
+def _count_tokens(request: HttpRequest, conversation: Conversation) -> tuple[int, bool]:
+    """(input tokens, counted by the provider): the provider's own count where it has one."""
+    found = model_get(slug=conversation.model)
+    if found is None:
+        raise NotFound(f"The model '{conversation.model}' does not exist.", param="model", code="model_not_found")
+    route = route_pick(model=found)
+    release_db_connection()
+    counter = {"anthropic": anthropic_messages, "gemini": gemini}.get(route.kind) if route is not None else None
+    if counter is None:
+        return estimate_conversation_tokens(conversation), False
+    outbound = counter.count_tokens_request(conversation, route=route)
+    try:
+        upstream = openai_adapter.guarded(
+            lambda: post(
+                session=session_for(upstream_id=route.upstream_id, base_url=route.base_url),
+                url=outbound.url,
+                data=outbound.body,
+                headers=outbound.headers,
+                stream=False,
+                timeout=(route.connect_timeout, route.read_timeout),
+            )
+        )
+        if upstream.status_code == 200:
+            return counter.read_count_tokens(orjson.loads(upstream.content)), True
+    except (UpstreamError, ValueError):
+        pass
+    # The provider could not count: an estimate is still an honest answer to "about how many".
+    return estimate_conversation_tokens(conversation), False
+
+
+def count_tokens(request: HttpRequest) -> HttpResponse:
+    """POST /v1/messages/count_tokens (Anthropic's shape)."""
+    authenticate(request)
+    conversation = anthropic_messages.read_count_tokens_request(parse_json_body(request))
+    tokens, exact = _count_tokens(request, conversation)
+    response = HttpResponse(
+        orjson.dumps(anthropic_messages.write_count_tokens(tokens)), content_type="application/json"
+    )
+    response["X-Beluga-Token-Count"] = "provider" if exact else "estimate"
+    return response
+
+
+def gemini_count_tokens(request: HttpRequest, *, model: str) -> HttpResponse:
+    """POST /v1beta/models/{model}:countTokens (Gemini's shape)."""
+    authenticate(request)
+    body = parse_json_body(request)
+    if isinstance(body, dict) and isinstance(body.get("generateContentRequest"), dict):
+        body = body["generateContentRequest"]
+    conversation = gemini.read_request(body, model=model, stream=False)
+    tokens, exact = _count_tokens(request, conversation)
+    response = HttpResponse(orjson.dumps({"totalTokens": tokens}), content_type="application/json")
+    response["X-Beluga-Token-Count"] = "provider" if exact else "estimate"
+    return response

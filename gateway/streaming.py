@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from gateway.protocols.conversation import Reply, ReplyBuilder, Usage
 from gateway.providers.http import iter_sse_data
 
 DONE = b"data: [DONE]\n\n"
@@ -23,8 +24,9 @@ class StreamOutcome:
     status: int = 200
     error_type: str = ""
     client_disconnected: bool = False
-    usage: tuple[int, int] | None = None  # (prompt, completion) as the upstream reported them
+    usage: Usage | None = None  # as the upstream reported it
     delivered_chars: int = 0
+    reply: Reply | None = None  # translated streams: what the client was sent, added up
 
 
 def stream_error_event(message: str) -> bytes:
@@ -94,6 +96,72 @@ class RelayedStream:
                 outcome.error_type = outcome.error_type or "client_disconnected"
             outcome.usage = self.relay.usage
             outcome.delivered_chars = self.relay.delivered_chars
+            self.on_finish(outcome)
+
+
+class TranslatedStream:
+    """An iterable response body: the upstream's events read into the Conversation's
+    stream events by the upstream protocol's `reader`, written out in the client's
+    protocol by `writer`. Same guarantees as RelayedStream: on_finish runs once,
+    in close(), whatever ended the stream."""
+
+    def __init__(self, *, upstream, reader, writer, on_finish: Callable[[StreamOutcome], None]) -> None:
+        self.upstream = upstream
+        self.reader = reader
+        self.writer = writer
+        self.on_finish = on_finish
+        self.builder = ReplyBuilder()
+        self.outcome = StreamOutcome()
+        self.completed = False  # the client received the protocol's ending
+        self.finished = False
+        self._events: Iterator[bytes] | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        self._events = self._translate()
+        return self._events
+
+    def _translate(self) -> Iterator[bytes]:
+        outcome, reader, writer, builder = self.outcome, self.reader, self.writer, self.builder
+        error = None
+        try:
+            for data in iter_sse_data(self.upstream):
+                out = b""
+                for event in reader.feed(data):
+                    builder.add(event)
+                    out += writer.write(event)
+                if out:
+                    yield out
+                if reader.error:
+                    outcome.status, outcome.error_type = 502, "upstream_stream_error"
+                    error = f"The model provider reported an error: {reader.error}"
+                    break
+                if reader.ended:
+                    break
+            if error is None and not reader.ended:
+                outcome.status, outcome.error_type = 502, "upstream_stream_incomplete"
+                error = "The model provider ended the stream early."
+        except Exception:  # noqa: BLE001 - the upstream broke off mid-stream; a client hang-up is GeneratorExit
+            outcome.status, outcome.error_type = 502, "upstream_stream_broken"
+            error = "The connection to the model provider broke during the stream."
+        yield writer.close(error=error)
+        self.completed = True
+        if error is None:
+            _drain(iter_sse_data(self.upstream))
+
+    def close(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            if self._events is not None:
+                self._events.close()
+        finally:
+            self.upstream.close()
+            outcome = self.outcome
+            if not self.completed:
+                outcome.client_disconnected = True
+                outcome.error_type = outcome.error_type or "client_disconnected"
+            outcome.reply = self.builder.result()
             self.on_finish(outcome)
 
 

@@ -9,12 +9,26 @@ api_patterns = [
     path("models", views.models_list, name="models-list"),
     path("models/<path:model_id>", views.model_detail, name="models-detail"),
     path("chat/completions", views.chat_completions, name="chat-completions"),
+    path("messages", views.messages, name="messages"),
+    path("messages/count_tokens", views.messages_count_tokens, name="messages-count-tokens"),
+    path("responses", views.responses, name="responses"),
+    path("embeddings", views.embeddings, name="embeddings"),
+    re_path(r"^.*$", views.api_not_found),
+]
+
+# Google's Generative Language API shape (google-genai and other Gemini clients).
+gemini_patterns = [
+    path("models", views.gemini_models_list, name="gemini-models-list"),
+    re_path(r"^models/(?P<model>[^:/]+):(?P<action>[A-Za-z]+)$", views.gemini_model_action, name="gemini-model-action"),
+    re_path(r"^models/(?P<model>[^:/]+)$", views.gemini_model_detail, name="gemini-model-detail"),
     re_path(r"^.*$", views.api_not_found),
 ]
 
 urlpatterns = [
     path("v1/", include((api_patterns, "api"), namespace="v1")),
     path("api/v1/", include((api_patterns, "api"), namespace="api-v1")),
+    path("v1beta/", include((gemini_patterns, "gemini"), namespace="v1beta")),
+    path("api/v1beta/", include((gemini_patterns, "gemini"), namespace="api-v1beta")),
     re_path(r"^(api/)?v1$", views.api_not_found),
     path("admin/", admin.site.urls),
     path("usage/", include("billing.urls")),

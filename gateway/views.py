@@ -10,14 +10,89 @@ from rest_framework.response import Response
 from catalog.selectors import model_public_get, models_public, upstreams_configured
 from catalog.serializers import PublicModelSerializer
 from gateway import pipeline
+from gateway.embeddings import embeddings_call
 from gateway.errors import MethodNotAllowed, NotFound
+from gateway.gemini_models import gemini_model_get, gemini_models_page
+
+
+def _post_only(request: HttpRequest) -> None:
+    if request.method != "POST":
+        raise MethodNotAllowed(f"Method {request.method} is not allowed on this endpoint; use POST.")
 
 
 @csrf_exempt
 def chat_completions(request: HttpRequest) -> HttpResponse:
-    if request.method != "POST":
-        raise MethodNotAllowed(f"Method {request.method} is not allowed on this endpoint; use POST.")
+    _post_only(request)
     return pipeline.chat_completions(request)
+
+
+@csrf_exempt
+def messages(request: HttpRequest) -> HttpResponse:
+    """Anthropic Messages (Claude Code, the Anthropic SDK)."""
+    _post_only(request)
+    return pipeline.model_call(request, inbound=pipeline.ANTHROPIC_MESSAGES)
+
+
+@csrf_exempt
+def messages_count_tokens(request: HttpRequest) -> HttpResponse:
+    _post_only(request)
+    return pipeline.count_tokens(request)
+
+
+@csrf_exempt
+def responses(request: HttpRequest) -> HttpResponse:
+    """OpenAI Responses (Codex CLI)."""
+    _post_only(request)
+    return pipeline.model_call(request, inbound=pipeline.OPENAI_RESPONSES)
+
+
+@csrf_exempt
+def embeddings(request: HttpRequest) -> HttpResponse:
+    _post_only(request)
+    return embeddings_call(request)
+
+
+GEMINI_ACTIONS = {"generateContent": False, "streamGenerateContent": True}
+
+
+@csrf_exempt
+def gemini_model_action(request: HttpRequest, model: str, action: str) -> HttpResponse:
+    """POST /v1beta/models/{model}:{action} (google-genai and other Gemini clients)."""
+    if action == "countTokens":
+        _post_only(request)
+        return pipeline.gemini_count_tokens(request, model=model)
+    if action not in GEMINI_ACTIONS:
+        raise NotFound(f"Unknown method '{action}' for models/{model}.", code="unknown_path")
+    _post_only(request)
+    stream = GEMINI_ACTIONS[action]
+    return pipeline.model_call(
+        request,
+        inbound=pipeline.GEMINI,
+        model=model,
+        stream=stream,
+        writer_options={"sse": request.GET.get("alt") == "sse"} if stream else None,
+    )
+
+
+@csrf_exempt
+def gemini_models_list(request: HttpRequest) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        raise MethodNotAllowed(f"Method {request.method} is not allowed on this endpoint; use GET.")
+    _optional_auth(request)
+    return JsonResponse(
+        gemini_models_page(page_size=request.GET.get("pageSize"), page_token=request.GET.get("pageToken"))
+    )
+
+
+@csrf_exempt
+def gemini_model_detail(request: HttpRequest, model: str) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        raise MethodNotAllowed(f"Method {request.method} is not allowed on this endpoint; use GET.")
+    _optional_auth(request)
+    found = gemini_model_get(slug=model)
+    if found is None:
+        raise NotFound(f"models/{model} is not found.", param="model", code="model_not_found")
+    return JsonResponse(found)
 
 
 def _optional_auth(request) -> None:

@@ -167,40 +167,55 @@ def fake_upstream(_fake_upstream_server) -> FakeUpstream:
     _fake_upstream_server.reset()
 
 
+def _upstream_base_url(fake: FakeUpstream, kind: str) -> str:
+    # OpenAI-compatible base URLs carry the version (…/v1); Anthropic's and Google's do not.
+    return fake.base_url if kind == "openai" else fake.base_url.removesuffix("/v1")
+
+
 @pytest.fixture
-def chat_route(db, fake_upstream) -> ChatRoute:
-    """`test-model` routed to the fake upstream as `upstream-test-model`, with known prices."""
+def route_to(db, fake_upstream):
+    """`route_to(kind)`: `test-model` routed to the fake upstream speaking `kind` (openai, anthropic, gemini)."""
     from catalog.models import AIModel, Route, Upstream
     from catalog.selectors import catalog_cache_clear
 
-    upstream = Upstream.objects.create(
-        name="fake-openai",
-        kind=Upstream.Kind.OPENAI,
-        base_url=fake_upstream.base_url,
-        api_key="upstream-secret-" + secrets.token_hex(8),
-        connect_timeout=2.0,
-        # Small, so that timeout tests are quick; the fake answers at once otherwise.
-        read_timeout=2.0,
-    )
-    model = AIModel.objects.create(
-        slug=MODEL_ID,
-        name="Test Model",
-        vendor="OpenAI",
-        category="chat",
-        description="A model served by the fake upstream.",
-        supports_stream=True,
-        supports_vision=True,
-        supports_tools=True,
-        supports_json=True,
-        context_window=128_000,
-        input_per_1m=INPUT_PER_1M,
-        output_per_1m=OUTPUT_PER_1M,
-        input_per_1m_list=2 * INPUT_PER_1M,
-        output_per_1m_list=2 * OUTPUT_PER_1M,
-    )
-    route = Route.objects.create(model=model, upstream=upstream, upstream_model=UPSTREAM_MODEL)
-    catalog_cache_clear()
-    return ChatRoute(model=model, upstream=upstream, route=route)
+    def make(kind: str = "openai") -> ChatRoute:
+        upstream = Upstream.objects.create(
+            name=f"fake-{kind}",
+            kind=kind,
+            base_url=_upstream_base_url(fake_upstream, kind),
+            api_key="upstream-secret-" + secrets.token_hex(8),
+            connect_timeout=2.0,
+            # Small, so that timeout tests are quick; the fake answers at once otherwise.
+            read_timeout=2.0,
+        )
+        model = AIModel.objects.create(
+            slug=MODEL_ID,
+            name="Test Model",
+            vendor="OpenAI",
+            category="chat",
+            description="A model served by the fake upstream.",
+            supports_stream=True,
+            supports_vision=True,
+            supports_tools=True,
+            supports_json=True,
+            context_window=128_000,
+            max_output_tokens=4096,
+            input_per_1m=INPUT_PER_1M,
+            output_per_1m=OUTPUT_PER_1M,
+            input_per_1m_list=2 * INPUT_PER_1M,
+            output_per_1m_list=2 * OUTPUT_PER_1M,
+        )
+        route = Route.objects.create(model=model, upstream=upstream, upstream_model=UPSTREAM_MODEL)
+        catalog_cache_clear()
+        return ChatRoute(model=model, upstream=upstream, route=route)
+
+    return make
+
+
+@pytest.fixture
+def chat_route(route_to) -> ChatRoute:
+    """`test-model` routed to the fake OpenAI-compatible upstream as `upstream-test-model`, with known prices."""
+    return route_to("openai")
 
 
 @pytest.fixture

@@ -226,11 +226,11 @@ extra: 1
         "upstreams[2].name: is required",
         "models[1]: unknown key 'pirce' (expected one of: id, name, vendor, category, description, enabled, "
         "context_window, max_output_tokens, capabilities, price, list_price, routes)",
-        "models[1].category: must be one of: chat, code, reasoning, vision, image, video, audio-tts, audio-stt "
+        "models[1].category: must be one of: chat, code, reasoning, vision, image, video, audio-tts, audio-stt, embedding "
         "(got 'sound')",
         "models[2].capabilities.stream: must be true or false",
         "models[2].list_price: unknown key 'per_token' (expected one of: input_per_1m, output_per_1m, per_image, "
-        "per_video_second, per_1m_chars, per_minute)",
+        "per_video_second, per_1m_chars, per_minute, cached_input_per_1m, cache_write_per_1m)",
         "models[2].list_price.per_image: must be a non-negative integer (micro-USD)",
         "models[3].context_window: must be a positive integer",
         "models[3].routes[0].weight: must be an integer from 0 to 32767",

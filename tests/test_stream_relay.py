@@ -32,7 +32,7 @@ def test_usage_chunk_is_read_and_dropped_unless_asked():
     relay.relay(chunk("Hi"))
     usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
     assert relay.relay(chunk(usage=usage, choices=False)) is None
-    assert relay.usage == (7, 3)
+    assert (relay.usage.input_tokens, relay.usage.output_tokens) == (7, 3)
 
     asked = StreamRelay(public_model="my-model", keep_usage=True)
     asked.relay(chunk("Hi"))

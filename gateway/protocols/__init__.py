@@ -11,8 +11,9 @@ Client side (what a customer's SDK sends Beluga and reads back):
         Validate and read the request body (model/stream given when the URL
         carries them, as Gemini's does). Raises gateway.errors.InvalidRequest
         naming the parameter for any bad input.
-    write_reply(reply: Reply, *, model: str, request_id: str) -> dict
-        The protocol's whole-answer JSON, under the public model id.
+    write_reply(reply: Reply, *, model: str, request_id: str, conversation: Conversation | None = None) -> dict
+        The protocol's whole-answer JSON, under the public model id (the
+        request's Conversation, for protocols that echo request settings).
     StreamWriter(*, model: str, request_id: str, conversation: Conversation)
         .content_type: str
         .write(event: StreamEvent) -> bytes   zero or more framed client events

@@ -157,6 +157,10 @@ class Conversation:
     thinking: ThinkingConfig | None = None
     user: str | None = None  # end-user id (OpenAI user / Anthropic metadata.user_id)
     stream: bool = False
+    include_usage: bool = False  # OpenAI chat clients: send the usage chunk in the stream (stream_options)
+    # What the client's reader ignored (parameters, tools, items), by name; the
+    # pipeline reports them in X-Beluga-Dropped-Params with the upstream writer's.
+    dropped: list[str] = field(default_factory=list)
     # OpenAI chat parameters no other protocol has (seed, presence_penalty,
     # frequency_penalty, logit_bias, logprobs, top_logprobs, service_tier,
     # and unknown extras), by their OpenAI names. The OpenAI writer sends

@@ -11,6 +11,7 @@ import requests
 
 from catalog.selectors import RouteTarget
 from gateway.errors import ApiError, InvalidRequest, RateLimited, UpstreamError
+from gateway.protocols.conversation import Usage
 from gateway.providers.http import post, session_for
 
 
@@ -34,8 +35,8 @@ def chat_send(*, route: RouteTarget, body: dict, stream: bool, request_id: str) 
     }
     if route.api_key:
         headers["Authorization"] = f"Bearer {route.api_key}"
-    try:
-        return post(
+    return guarded(
+        lambda: post(
             session=session_for(upstream_id=route.upstream_id, base_url=route.base_url),
             url=f"{route.base_url}/chat/completions",
             data=orjson.dumps(payload),
@@ -43,6 +44,13 @@ def chat_send(*, route: RouteTarget, body: dict, stream: bool, request_id: str) 
             stream=stream,
             timeout=(route.connect_timeout, route.read_timeout),
         )
+    )
+
+
+def guarded(call) -> requests.Response:
+    """Run an upstream HTTP call; failures to reach the upstream become UpstreamError."""
+    try:
+        return call()
     except requests.exceptions.ConnectTimeout as exc:
         raise UpstreamError("The model provider could not be reached in time.", status=503) from exc
     except requests.exceptions.Timeout as exc:
@@ -51,8 +59,8 @@ def chat_send(*, route: RouteTarget, body: dict, stream: bool, request_id: str) 
         raise UpstreamError("The model provider could not be reached.", status=503) from exc
 
 
-def usage_from(obj: dict) -> tuple[int, int] | None:
-    """(prompt_tokens, completion_tokens) from an OpenAI `usage` object, if present."""
+def usage_from(obj: dict) -> Usage | None:
+    """The `usage` object of an OpenAI answer or chunk, with cached and reasoning tokens, if present."""
     usage = obj.get("usage")
     if not isinstance(usage, dict):
         return None
@@ -60,7 +68,16 @@ def usage_from(obj: dict) -> tuple[int, int] | None:
     completion = usage.get("completion_tokens")
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
-    return prompt, completion
+    prompt_details = usage.get("prompt_tokens_details")
+    completion_details = usage.get("completion_tokens_details")
+    cached = prompt_details.get("cached_tokens") if isinstance(prompt_details, dict) else None
+    reasoning = completion_details.get("reasoning_tokens") if isinstance(completion_details, dict) else None
+    return Usage(
+        input_tokens=prompt,
+        output_tokens=completion,
+        cached_input_tokens=cached if isinstance(cached, int) else 0,
+        reasoning_tokens=reasoning if isinstance(reasoning, int) else 0,
+    )
 
 
 def completion_chars(obj: dict) -> int:
@@ -140,7 +157,7 @@ class StreamRelay:
         self.keep_usage = keep_usage
         self.replacement = b'"model":' + orjson.dumps(public_model)
         self.pattern: bytes | None = None
-        self.usage: tuple[int, int] | None = None
+        self.usage: Usage | None = None
         self.error = False
         # Length of the text and tool-call arguments relayed so far, for the
         # estimate used when a stream ends before its usage chunk. Measured on

@@ -1,0 +1,193 @@
+"""POST /v1/embeddings: OpenAI's shape in, to an OpenAI-compatible or a Gemini upstream.
+
+Same steps as a chat call (gateway/pipeline.py): key, rate limit (the chat
+bucket), validation, routing, the upstream call, price per input token,
+usage record. Gemini's batchEmbedContents reports no token counts, so those
+calls are priced on Beluga's estimate (four characters a token) and the
+record says so.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+
+import orjson
+from django.http import HttpRequest, HttpResponse
+
+from accounts.limits import BUCKET_CHAT, rate_limit_hit
+from catalog.models import Category
+from catalog.selectors import model_get, route_pick
+from gateway.errors import ApiError, InvalidRequest, NotFound, UpstreamError
+from gateway.pipeline import (
+    CallContext,
+    Inbound,
+    _ms,
+    _record,
+    _send,
+    _upstream_json,
+    authenticate,
+    estimate_tokens,
+    parse_json_body,
+    raise_if_limited,
+    release_db_connection,
+)
+from gateway.protocols import gemini
+from gateway.protocols.conversation import Usage
+from gateway.providers import openai as openai_adapter
+from gateway.providers.http import post, session_for
+
+EMBEDDINGS = Inbound(None, "openai.embeddings", "embeddings")
+MAX_INPUTS = 2048
+ENCODINGS = ("float", "base64")
+
+
+def _validated(body: object) -> dict:
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+    value = body.get("input")
+    if value is None:
+        raise InvalidRequest("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
+    inputs = [value] if isinstance(value, str) else value
+    if not isinstance(inputs, list) or not inputs:
+        raise InvalidRequest(
+            "Invalid 'input': expected a string or a non-empty array of strings or token arrays.", param="input"
+        )
+    if len(inputs) > MAX_INPUTS:
+        raise InvalidRequest(f"Invalid 'input': at most {MAX_INPUTS} inputs per request.", param="input")
+    if all(isinstance(item, int) and not isinstance(item, bool) for item in inputs):
+        inputs = [inputs]  # one input given as tokens
+    for i, item in enumerate(inputs):
+        tokens = isinstance(item, list) and item and all(isinstance(t, int) and not isinstance(t, bool) for t in item)
+        if not (isinstance(item, str) and item) and not tokens:
+            raise InvalidRequest(
+                f"Invalid 'input[{i}]': expected a non-empty string or an array of token ids.", param=f"input[{i}]"
+            )
+    encoding = body.get("encoding_format", "float")
+    if encoding not in ENCODINGS:
+        raise InvalidRequest("Invalid 'encoding_format': expected float or base64.", param="encoding_format")
+    dimensions = body.get("dimensions")
+    if dimensions is not None and (not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1):
+        raise InvalidRequest("Invalid 'dimensions': expected a positive integer.", param="dimensions")
+    return {"model": model, "inputs": inputs, "encoding": encoding, "dimensions": dimensions}
+
+
+def _encoded(vector: list[float], encoding: str):
+    if encoding == "float":
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def embeddings_call(request: HttpRequest) -> HttpResponse:
+    started = time.perf_counter()
+    key = authenticate(request)
+    release_db_connection()
+    limit = rate_limit_hit(request=request, key=key, bucket=BUCKET_CHAT)
+    try:
+        raise_if_limited(limit)
+        body = parse_json_body(request)
+        spec = _validated(body)
+        model = model_get(slug=spec["model"])
+        if model is None:
+            raise NotFound(f"The model '{spec['model']}' does not exist.", param="model", code="model_not_found")
+        if model.category != Category.EMBEDDING:
+            raise InvalidRequest(
+                f"'{model.slug}' is not an embedding model.", param="model", code="model_not_supported"
+            )
+        route = route_pick(model=model)
+        if route is None:
+            raise UpstreamError(f"No upstream is available for '{model.slug}' right now.", status=503)
+        release_db_connection()
+        chars = sum(len(item) if isinstance(item, str) else 4 * len(item) for item in spec["inputs"])
+        ctx = CallContext(request.request_id, started, key, EMBEDDINGS, model, route, False, chars)
+        if route.kind == "openai":
+            response = _openai(ctx, body)
+        elif route.kind == "gemini":
+            response = _gemini(ctx, spec)
+        else:
+            raise UpstreamError(f"'{model.slug}' is routed to an upstream that has no embeddings.", status=503)
+    except ApiError as error:
+        error.headers = {**limit.headers(), **error.headers}
+        raise
+    for name, value in limit.headers().items():
+        response[name] = value
+    return response
+
+
+def _call(ctx: CallContext, url: str, payload: bytes, headers: dict):
+    route = ctx.route
+    return openai_adapter.guarded(
+        lambda: post(
+            session=session_for(upstream_id=route.upstream_id, base_url=route.base_url),
+            url=url,
+            data=payload,
+            headers={**headers, "X-Request-Id": ctx.request_id},
+            stream=False,
+            timeout=(route.connect_timeout, route.read_timeout),
+        )
+    )
+
+
+def _answer(ctx: CallContext, data: dict, usage: Usage, *, estimated: bool, upstream_ms: int) -> HttpResponse:
+    cost = _record(ctx, usage=usage, estimated=estimated, status_code=200, upstream_latency_ms=upstream_ms)
+    response = HttpResponse(orjson.dumps(data), content_type="application/json")
+    response["X-Request-Cost-Micro-Usd"] = str(cost)
+    return response
+
+
+def _openai(ctx: CallContext, body: dict) -> HttpResponse:
+    route = ctx.route
+    payload = orjson.dumps({**body, "model": route.upstream_model})
+    headers = {"Content-Type": "application/json"}
+    if route.api_key:
+        headers["Authorization"] = f"Bearer {route.api_key}"
+    upstream, upstream_started = _send(
+        ctx,
+        stream=False,
+        call=lambda: _call(ctx, f"{route.base_url}/embeddings", payload, headers),
+        read_error=openai_adapter.error_from_response,
+    )
+    upstream_ms = _ms(upstream_started)
+    data = _upstream_json(ctx, upstream, upstream_ms)
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        _record(ctx, status_code=502, error_type="upstream_invalid_response", upstream_latency_ms=upstream_ms)
+        raise UpstreamError("The model provider sent an unreadable answer.", status=502)
+    reported = (data.get("usage") or {}).get("prompt_tokens")
+    estimated = not isinstance(reported, int)
+    tokens = estimate_tokens(ctx.prompt_chars) if estimated else reported
+    data["model"] = ctx.model.slug
+    data["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return _answer(ctx, data, Usage(input_tokens=tokens), estimated=estimated, upstream_ms=upstream_ms)
+
+
+def _gemini(ctx: CallContext, spec: dict) -> HttpResponse:
+    if not all(isinstance(item, str) for item in spec["inputs"]):
+        raise InvalidRequest(f"'{ctx.model.slug}' takes text input, not token arrays.", param="input")
+    outbound = gemini.embed_request(spec["inputs"], route=ctx.route, dimensions=spec["dimensions"])
+    upstream, upstream_started = _send(
+        ctx,
+        stream=False,
+        call=lambda: _call(ctx, outbound.url, outbound.body, outbound.headers),
+        read_error=gemini.read_error,
+    )
+    upstream_ms = _ms(upstream_started)
+    try:
+        vectors = gemini.read_embeddings(_upstream_json(ctx, upstream, upstream_ms))
+    except ValueError:
+        _record(ctx, status_code=502, error_type="upstream_invalid_response", upstream_latency_ms=upstream_ms)
+        raise UpstreamError("The model provider sent an unreadable answer.", status=502) from None
+    tokens = estimate_tokens(ctx.prompt_chars)
+    data = {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": _encoded(vector, spec["encoding"])}
+            for i, vector in enumerate(vectors)
+        ],
+        "model": ctx.model.slug,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+    return _answer(ctx, data, Usage(input_tokens=tokens), estimated=True, upstream_ms=upstream_ms)
