@@ -38,7 +38,7 @@ from gateway.errors import (
     RateLimited,
     UpstreamError,
 )
-from gateway.protocols import anthropic_messages, gemini, openai_chat, openai_responses
+from gateway.protocols import UpstreamRequest, anthropic_messages, gemini, openai_chat, openai_responses
 from gateway.protocols.conversation import Conversation, Image, Reply, ToolResult, Usage
 from gateway.providers import openai as openai_adapter
 from gateway.providers.http import post, session_for
@@ -151,6 +151,17 @@ def conversation_chars(conversation: Conversation) -> int:
     return total
 
 
+def text_chars(value, key: str = "") -> int:
+    """Characters of text anywhere in a JSON request (inline data and signatures left out), for estimates."""
+    if isinstance(value, str):
+        return 0 if key in ("data", "signature", "thoughtSignature", "url", "uri", "fileUri") else len(value)
+    if isinstance(value, dict):
+        return sum(text_chars(item, name) for name, item in value.items())
+    if isinstance(value, list):
+        return sum(text_chars(item, key) for item in value)
+    return 0
+
+
 def prompt_chars(body: dict) -> int:
     """Characters of text in the prompt (messages and tool definitions), for estimates."""
     total = 0
@@ -207,24 +218,40 @@ def model_call(
         chat = conversation = None
         if inbound is OPENAI_CHAT:
             chat = validate_chat_request(body)
-            slug, streaming = chat.model, chat.stream
+            slug = chat.model
         else:
-            conversation = inbound.module.read_request(body, model=model, stream=stream)
-            slug, streaming = conversation.model, conversation.stream
+            slug = model if model is not None else (body.get("model") if isinstance(body, dict) else None)
+            if not isinstance(slug, str) or not slug:
+                inbound.module.read_request(body, model=model, stream=stream)  # the protocol's own error
+                raise InvalidRequest("Missing required parameter: 'model'.", param="model")
         found = model_get(slug=slug)
         if found is None:
             raise NotFound(f"The model '{slug}' does not exist.", param="model", code="model_not_found")
-        if streaming and not found.supports_stream:
-            raise InvalidRequest(f"The model '{found.slug}' does not support streaming.", param="stream")
         route = route_pick(model=found)
         if route is None:
             raise UpstreamError(f"No upstream is available for '{found.slug}' right now.", status=503)
+        # The same protocol on both sides: the client's request goes as it is (see _passthrough).
+        passthrough = chat is None and hasattr(inbound.module, "passthrough_request")
+        passthrough = passthrough and UPSTREAM_PROTOCOLS.get(route.kind) is inbound.module
+        if chat is not None:
+            streaming = chat.stream
+        elif passthrough:
+            checked = inbound.module.passthrough_check(body)
+            streaming = stream if stream is not None else bool(checked)
+        else:
+            conversation = inbound.module.read_request(body, model=model, stream=stream)
+            streaming = conversation.stream
+        if streaming and not found.supports_stream:
+            raise InvalidRequest(f"The model '{found.slug}' does not support streaming.", param="stream")
         release_db_connection()
         if chat is not None and route.kind == "openai":
             ctx = CallContext(
                 request.request_id, started, key, inbound, found, route, streaming, prompt_chars(chat.body), chat.body
             )
             response = _stream(ctx, include_usage=chat.include_usage) if streaming else _complete(ctx)
+        elif passthrough:
+            ctx = CallContext(request.request_id, started, key, inbound, found, route, streaming, text_chars(body))
+            response = _passthrough(ctx, body, request.headers, writer_options or {})
         else:
             if conversation is None:
                 conversation = openai_chat.conversation_from(chat)
@@ -338,13 +365,6 @@ def _complete(ctx: CallContext) -> HttpResponse:
     return response
 
 
-def _stream_response(body) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(body, content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"  # nginx in front must not buffer the stream
-    return response
-
-
 def _stream(ctx: CallContext, *, include_usage: bool) -> HttpResponse:
     upstream, upstream_started = _openai_send(ctx, stream=True)
     relayed = RelayedStream(
@@ -352,7 +372,7 @@ def _stream(ctx: CallContext, *, include_usage: bool) -> HttpResponse:
         relay=openai_adapter.StreamRelay(public_model=ctx.model.slug, keep_usage=include_usage),
         on_finish=lambda outcome: _record_stream(ctx, outcome, upstream_started),
     )
-    return _stream_response(relayed)
+    return _event_stream_response(relayed, "text/event-stream")
 
 
 def _record_stream(ctx: CallContext, outcome: StreamOutcome, upstream_started: float) -> None:
@@ -387,27 +407,90 @@ def _prepare(ctx: CallContext, conversation: Conversation) -> None:
                         image.data, image.media_type, image.url = fetched.data, fetched.media_type, None
 
 
+def _post(ctx: CallContext, outbound: UpstreamRequest, *, stream: bool | None = None):
+    """Send a protocol module's request through the upstream's session; UpstreamError when unreachable."""
+    route = ctx.route
+    outbound.headers["X-Request-Id"] = ctx.request_id
+    return openai_adapter.guarded(
+        lambda: post(
+            session=session_for(upstream_id=route.upstream_id, base_url=route.base_url),
+            url=outbound.url,
+            data=outbound.body,
+            headers=outbound.headers,
+            stream=ctx.stream if stream is None else stream,
+            timeout=(route.connect_timeout, route.read_timeout),
+        )
+    )
+
+
+def _event_stream_response(body, content_type: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(body, content_type=content_type)
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx in front must not buffer the stream
+    return response
+
+
+def _reply_of(ctx: CallContext, module, data, upstream_ms: int) -> Reply:
+    try:
+        reply = module.read_reply(data)
+    except ValueError:
+        _record(ctx, status_code=502, error_type="upstream_invalid_response", upstream_latency_ms=upstream_ms)
+        raise UpstreamError("The model provider sent an unreadable answer.", status=502) from None
+    return reply
+
+
+def _priced_json(ctx: CallContext, reply: Reply, body: dict, upstream_ms: int) -> HttpResponse:
+    """Record and price a whole answer, and send `body` with the cost header."""
+    estimated = reply.usage is None
+    if reply.usage is None:
+        reply.usage = _estimated_usage(ctx, reply.output_chars)
+    cost = _record(ctx, usage=reply.usage, estimated=estimated, status_code=200, upstream_latency_ms=upstream_ms)
+    response = HttpResponse(orjson.dumps(body), content_type="application/json")
+    response["X-Request-Cost-Micro-Usd"] = str(cost)
+    return response
+
+
+def _passthrough(ctx: CallContext, body: dict, client_headers, writer_options: dict) -> HttpResponse:
+    """Anthropic to Anthropic, Gemini to Gemini: the request and answer as they are but for the model.
+
+    What the Conversation does not carry (prompt-cache marks, server tools,
+    betas, safety settings) reaches the provider; Beluga still reads the
+    answer with the protocol's reader, for usage and what was delivered.
+    """
+    module = ctx.inbound.module
+    outbound = module.passthrough_request(body, route=ctx.route, stream=ctx.stream, client_headers=client_headers)
+    upstream, upstream_started = _send(
+        ctx, stream=ctx.stream, call=lambda: _post(ctx, outbound), read_error=module.read_error
+    )
+    if ctx.stream:
+        relayed = TranslatedStream(
+            upstream=upstream,
+            reader=module.StreamReader(),
+            writer=module.PassthroughFramer(model=ctx.model.slug, **writer_options),
+            on_finish=lambda outcome: _record_translated(ctx, outcome, upstream_started),
+            forward=True,
+        )
+        return _event_stream_response(relayed, relayed.writer.content_type)
+    upstream_ms = _ms(upstream_started)
+    data = _upstream_json(ctx, upstream, upstream_ms)
+    reply = _reply_of(ctx, module, data, upstream_ms)
+    return _priced_json(ctx, reply, module.passthrough_reply(data, model=ctx.model.slug), upstream_ms)
+
+
 def _translated(ctx: CallContext, conversation: Conversation, writer_options: dict) -> HttpResponse:
     upstream_protocol = UPSTREAM_PROTOCOLS.get(ctx.route.kind)
     if upstream_protocol is None:
         raise UpstreamError(f"'{ctx.model.slug}' is routed to an upstream Beluga cannot call for chat.", status=503)
     _prepare(ctx, conversation)
-    outbound = upstream_protocol.build_request(conversation, route=ctx.route, stream=ctx.stream)
-    route = ctx.route
-    outbound.headers["X-Request-Id"] = ctx.request_id
-
-    def call():
-        return post(
-            session=session_for(upstream_id=route.upstream_id, base_url=route.base_url),
-            url=outbound.url,
-            data=outbound.body,
-            headers=outbound.headers,
-            stream=ctx.stream,
-            timeout=(route.connect_timeout, route.read_timeout),
+    if conversation.n > 1:
+        raise InvalidRequest(
+            "Several answers per request (n > 1) need an upstream of the client's own protocol; "
+            f"'{ctx.model.slug}' is served by another one.",
+            param="n",
         )
-
+    outbound = upstream_protocol.build_request(conversation, route=ctx.route, stream=ctx.stream)
     upstream, upstream_started = _send(
-        ctx, stream=ctx.stream, call=lambda: openai_adapter.guarded(call), read_error=upstream_protocol.read_error
+        ctx, stream=ctx.stream, call=lambda: _post(ctx, outbound), read_error=upstream_protocol.read_error
     )
     inbound = ctx.inbound.module
     if ctx.stream:
@@ -420,28 +503,12 @@ def _translated(ctx: CallContext, conversation: Conversation, writer_options: di
             writer=writer,
             on_finish=lambda outcome: _record_translated(ctx, outcome, upstream_started),
         )
-        response = StreamingHttpResponse(translated, content_type=writer.content_type)
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"
+        response = _event_stream_response(translated, writer.content_type)
     else:
         upstream_ms = _ms(upstream_started)
-        data = _upstream_json(ctx, upstream, upstream_ms)
-        try:
-            reply = upstream_protocol.read_reply(data)
-        except ValueError:
-            _record(ctx, status_code=502, error_type="upstream_invalid_response", upstream_latency_ms=upstream_ms)
-            raise UpstreamError("The model provider sent an unreadable answer.", status=502) from None
-        estimated = reply.usage is None
-        if reply.usage is None:
-            reply.usage = _estimated_usage(ctx, reply.output_chars)
-        cost = _record(ctx, usage=reply.usage, estimated=estimated, status_code=200, upstream_latency_ms=upstream_ms)
-        response = HttpResponse(
-            orjson.dumps(
-                inbound.write_reply(reply, model=ctx.model.slug, request_id=ctx.request_id, conversation=conversation)
-            ),
-            content_type="application/json",
-        )
-        response["X-Request-Cost-Micro-Usd"] = str(cost)
+        reply = _reply_of(ctx, upstream_protocol, _upstream_json(ctx, upstream, upstream_ms), upstream_ms)
+        answer = inbound.write_reply(reply, model=ctx.model.slug, request_id=ctx.request_id, conversation=conversation)
+        response = _priced_json(ctx, reply, answer, upstream_ms)
     dropped = set(conversation.dropped) | set(outbound.dropped)
     if dropped:
         response[DROPPED_HEADER] = ", ".join(sorted(dropped))
@@ -501,17 +568,9 @@ def _count_tokens(request: HttpRequest, conversation: Conversation) -> tuple[int
     if counter is None:
         return estimate_conversation_tokens(conversation), False
     outbound = counter.count_tokens_request(conversation, route=route)
+    route_only = CallContext(request.request_id, 0.0, None, OPENAI_CHAT, found, route, False, 0)
     try:
-        upstream = openai_adapter.guarded(
-            lambda: post(
-                session=session_for(upstream_id=route.upstream_id, base_url=route.base_url),
-                url=outbound.url,
-                data=outbound.body,
-                headers=outbound.headers,
-                stream=False,
-                timeout=(route.connect_timeout, route.read_timeout),
-            )
-        )
+        upstream = _post(route_only, outbound)
         if upstream.status_code == 200:
             return counter.read_count_tokens(orjson.loads(upstream.content)), True
     except (UpstreamError, ValueError):

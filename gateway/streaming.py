@@ -105,10 +105,16 @@ class TranslatedStream:
     protocol by `writer`. Same guarantees as RelayedStream: on_finish runs once,
     in close(), whatever ended the stream."""
 
-    def __init__(self, *, upstream, reader, writer, on_finish: Callable[[StreamOutcome], None]) -> None:
+    def __init__(
+        self, *, upstream, reader, writer, on_finish: Callable[[StreamOutcome], None], forward: bool = False
+    ) -> None:
         self.upstream = upstream
         self.reader = reader
+        # forward: the writer is a protocol's PassthroughFramer, which re-frames
+        # each upstream event as it is (same protocol both sides); the reader
+        # still reads it, for usage and what was delivered.
         self.writer = writer
+        self.forward = forward
         self.on_finish = on_finish
         self.builder = ReplyBuilder()
         self.outcome = StreamOutcome()
@@ -128,7 +134,10 @@ class TranslatedStream:
                 out = b""
                 for event in reader.feed(data):
                     builder.add(event)
-                    out += writer.write(event)
+                    if not self.forward:
+                        out += writer.write(event)
+                if self.forward and not reader.error:
+                    out = writer.frame(data)
                 if out:
                     yield out
                 if reader.error:

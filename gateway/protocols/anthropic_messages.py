@@ -967,3 +967,69 @@ def read_error(*, route: RouteTarget, status: int, content: bytes, headers) -> A
             f"The model provider failed (HTTP {status}); retry shortly.", status=503 if status == 503 else 502
         )
     return UpstreamError(f"Unexpected answer from the model provider (HTTP {status}).", status=502)
+
+
+# --- same protocol both sides: the client's request forwarded as it is ------------------
+# Claude Code and the Anthropic SDK send what the Conversation does not carry
+# (cache_control, server tools, documents, betas); to an Anthropic upstream
+# their request goes unchanged but for the model, and the answer comes back
+# unchanged but for the model. Beluga reads it on the way for usage.
+
+PASSTHROUGH_HEADERS = ("anthropic-version", "anthropic-beta")
+
+
+def passthrough_check(body: object) -> bool:
+    """The little Beluga itself needs from a request it forwards; returns whether it streams."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise _bad("model", "is required")
+    if not _is_int(body.get("max_tokens")) or body["max_tokens"] < 1:
+        raise _bad("max_tokens", "is required and must be a positive integer")
+    if not isinstance(body.get("messages"), list) or not body["messages"]:
+        raise _bad("messages", "must be a non-empty array")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _bad("stream", "must be a boolean")
+    return stream
+
+
+def passthrough_request(body: dict, *, route: RouteTarget, stream: bool, client_headers: dict) -> UpstreamRequest:
+    headers = _headers(route, stream=stream)
+    for name in PASSTHROUGH_HEADERS:
+        if client_headers.get(name):
+            headers[name] = client_headers[name]
+    return UpstreamRequest(
+        url=f"{route.base_url}/v1/messages", headers=headers, body=orjson.dumps({**body, "model": route.upstream_model})
+    )
+
+
+def passthrough_reply(data: dict, *, model: str) -> dict:
+    data["model"] = model
+    return data
+
+
+class PassthroughFramer:
+    """The upstream's events re-framed for the client, the model renamed in message_start."""
+
+    content_type = "text/event-stream"
+
+    def __init__(self, *, model: str, **_options) -> None:
+        self.model = model
+
+    def frame(self, data: bytes) -> bytes:
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return b""
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            return b""
+        if event["type"] == "message_start" and isinstance(event.get("message"), dict):
+            event["message"]["model"] = self.model
+            return _frame(event)
+        return b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n"
+
+    def close(self, *, error: str | None = None) -> bytes:
+        if error is None:
+            return b""
+        return _frame({"type": "error", "error": {"type": "api_error", "message": error}})

@@ -1277,3 +1277,64 @@ def read_error(*, route: RouteTarget, status: int, content: bytes, headers) -> A
             f"The model provider failed (HTTP {status}); retry shortly.", status=503 if status == 503 else 502
         )
     return UpstreamError(f"Unexpected answer from the model provider (HTTP {status}).", status=502)
+
+
+# --- same protocol both sides: the client's request forwarded as it is ------------------
+# A Gemini client calling a Gemini upstream keeps everything the Conversation
+# does not carry (safety settings, cached content, Google's own tools, every
+# candidate); the answer comes back unchanged but for modelVersion.
+
+
+def passthrough_check(body: object) -> None:
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    contents = _get(body, "contents")
+    if not isinstance(contents, list) or not contents:
+        raise _bad("contents", "must be a non-empty array")
+
+
+def passthrough_request(body: dict, *, route: RouteTarget, stream: bool, client_headers: dict) -> UpstreamRequest:
+    action = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    return UpstreamRequest(
+        url=_model_url(route, action), headers=_headers(route, stream=stream), body=orjson.dumps(body)
+    )
+
+
+def passthrough_reply(data: dict, *, model: str) -> dict:
+    data["modelVersion"] = model
+    return data
+
+
+class PassthroughFramer:
+    """The upstream's chunks for the client: SSE, or Google's JSON array stream."""
+
+    def __init__(self, *, model: str, sse: bool = True, **_options) -> None:
+        self.model = model
+        self.sse = sse
+        self.content_type = "text/event-stream" if sse else "application/json"
+        self._sent = 0
+
+    def _framed(self, chunk: dict) -> bytes:
+        if self.sse:
+            return b"data: " + orjson.dumps(chunk) + b"\r\n\r\n"
+        self._sent += 1
+        return (b"[" if self._sent == 1 else b"\n,\r\n") + orjson.dumps(chunk, option=orjson.OPT_INDENT_2)
+
+    def frame(self, data: bytes) -> bytes:
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return b""
+        if not isinstance(chunk, dict) or "error" in chunk:
+            return b""  # an error is written by close()
+        chunk["modelVersion"] = self.model
+        return self._framed(chunk)
+
+    def close(self, *, error: str | None = None) -> bytes:
+        out = b""
+        if error is not None:
+            body = {"error": {"code": 503, "message": error, "status": STATUS_NAMES[503]}}
+            out = orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n" if self.sse else self._framed(body)
+        if not self.sse:
+            out += b"\n]" if self._sent else b"[]"
+        return out

@@ -85,5 +85,8 @@ def _event_data(event: bytes) -> bytes | None:
         if line.startswith(b"data:"):
             lines.append(line[5:].lstrip(b" "))
     if not lines:
-        return None
+        # Google writes an error that cuts a stream short as bare JSON, outside
+        # SSE framing: hand it on so that the protocol's reader sees the error.
+        stripped = event.strip()
+        return stripped if stripped.startswith(b"{") else None
     return b"\n".join(lines)

@@ -1,0 +1,119 @@
+"""Same protocol on both sides: Anthropic to Anthropic and Gemini to Gemini go as they are.
+
+What the shared Conversation does not carry (prompt-cache marks, server tools,
+betas, safety settings) must reach the provider unchanged, the model renamed,
+and the answer must come back unchanged but for the model, still recorded.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from billing.models import UsageRecord
+from tests import fake_anthropic
+from tests.fake_upstream import DEFAULT_PROMPT_TOKENS, DEFAULT_REPLY, words
+from tests.fixtures_gateway import MODEL_ID, UPSTREAM_MODEL, expected_cost, sse_payloads
+
+pytest_plugins = ["tests.fixtures_gateway"]
+
+
+def anthropic_body(**extra) -> dict:
+    body = {
+        "model": MODEL_ID,
+        "max_tokens": 300,
+        "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "a note"}},
+                    {"type": "text", "text": "Say hello.", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+                ],
+            }
+        ],
+        "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}],
+        "context_management": {"edits": []},
+    }
+    body.update(extra)
+    return body
+
+
+def post(client, path, body, key, **headers):
+    return client.post(path, data=json.dumps(body), content_type="application/json", headers={**headers})
+
+
+def test_anthropic_request_reaches_an_anthropic_upstream_as_sent(client, route_to, raw_key, fake_upstream):
+    route = route_to("anthropic")
+    body = anthropic_body()
+    response = post(
+        client,
+        "/v1/messages",
+        body,
+        raw_key,
+        **{"x-api-key": raw_key, "anthropic-beta": "context-management-2025-06-27"},
+    )
+    assert response.status_code == 200, response.content
+    received = fake_upstream.requests[-1]
+    assert received.json == {**body, "model": UPSTREAM_MODEL}  # cache_control, documents, server tools kept
+    assert received.headers["anthropic-beta"] == "context-management-2025-06-27"
+    assert received.headers["x-api-key"] == route.credential
+    answer = json.loads(response.content)
+    assert answer["model"] == MODEL_ID
+    assert answer["content"][0]["text"] == DEFAULT_REPLY
+    record = UsageRecord.objects.get()
+    assert (record.protocol, record.upstream_kind) == ("anthropic.messages", "anthropic")
+    assert record.cost_micro_usd == expected_cost(DEFAULT_PROMPT_TOKENS, len(words(DEFAULT_REPLY)))
+    assert response["X-Request-Cost-Micro-Usd"] == str(record.cost_micro_usd)
+
+
+def test_anthropic_stream_is_relayed_event_for_event(client, route_to, raw_key, fake_upstream):
+    route_to("anthropic")
+    response = post(client, "/v1/messages", anthropic_body(stream=True), raw_key, **{"x-api-key": raw_key})
+    raw = b"".join(response.streaming_content)
+    sent = [json.loads(p) for p in sse_payloads(raw)]
+    upstream_frames = fake_anthropic.stream_frames(
+        "/v1/messages", {"model": UPSTREAM_MODEL, "stream": True}, fake_upstream.behaviour
+    )
+    expected = [json.loads(p) for p in sse_payloads(b"".join(upstream_frames))]
+    assert [e["type"] for e in sent] == [e["type"] for e in expected]
+    assert sent[0]["message"]["model"] == MODEL_ID
+    for event in raw.split(b"\n\n")[:-1]:
+        name, data = event.split(b"\n", 1)
+        assert name == b"event: " + json.loads(data[6:])["type"].encode()
+    record = UsageRecord.objects.get()
+    assert (record.status_code, record.stream, record.usage_estimated) == (200, True, False)
+    assert (record.prompt_tokens, record.completion_tokens) == (DEFAULT_PROMPT_TOKENS, len(words(DEFAULT_REPLY)))
+
+
+def test_anthropic_server_tools_are_refused_only_when_translated(client, route_to, raw_key, fake_upstream):
+    route_to("openai")
+    response = post(client, "/v1/messages", anthropic_body(), raw_key, **{"x-api-key": raw_key})
+    assert response.status_code == 400
+    assert json.loads(response.content)["type"] == "error"
+    assert not fake_upstream.requests
+
+
+@pytest.mark.parametrize("alt", ["sse", None])
+def test_gemini_request_reaches_a_gemini_upstream_as_sent(client, route_to, raw_key, fake_upstream, alt):
+    route_to("gemini")
+    body = {
+        "contents": [{"role": "user", "parts": [{"text": "Say hello."}]}],
+        "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
+        "generationConfig": {"candidateCount": 1, "mediaResolution": "MEDIA_RESOLUTION_LOW"},
+    }
+    query = "?alt=sse" if alt else ""
+    path = f"/v1beta/models/{MODEL_ID}:streamGenerateContent{query}"
+    response = post(client, path, body, raw_key, **{"x-goog-api-key": raw_key})
+    assert response.status_code == 200
+    raw = b"".join(response.streaming_content)
+    received = fake_upstream.requests[-1]
+    assert received.json == body
+    assert received.path == f"/v1beta/models/{UPSTREAM_MODEL}:streamGenerateContent?alt=sse"
+    chunks = [json.loads(p) for p in sse_payloads(raw)] if alt else json.loads(raw)
+    assert all(chunk["modelVersion"] == MODEL_ID for chunk in chunks)
+    text = "".join(p.get("text", "") for c in chunks for p in c["candidates"][0].get("content", {}).get("parts", []))
+    assert text == DEFAULT_REPLY
+    record = UsageRecord.objects.get()
+    assert (record.protocol, record.upstream_kind, record.status_code) == ("gemini", "gemini", 200)
