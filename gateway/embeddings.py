@@ -24,6 +24,7 @@ from gateway.pipeline import (
     CallContext,
     Inbound,
     _ms,
+    _post,
     _record,
     _send,
     _upstream_json,
@@ -33,10 +34,9 @@ from gateway.pipeline import (
     raise_if_limited,
     release_db_connection,
 )
-from gateway.protocols import gemini
+from gateway.protocols import UpstreamRequest, gemini
 from gateway.protocols.conversation import Usage
 from gateway.providers import openai as openai_adapter
-from gateway.providers.http import post, session_for
 
 EMBEDDINGS = Inbound(None, "openai.embeddings", "embeddings")
 MAX_INPUTS = 2048
@@ -118,20 +118,6 @@ def embeddings_call(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _call(ctx: CallContext, url: str, payload: bytes, headers: dict):
-    route = ctx.route
-    return openai_adapter.guarded(
-        lambda: post(
-            session=session_for(upstream_id=route.upstream_id, base_url=route.base_url),
-            url=url,
-            data=payload,
-            headers={**headers, "X-Request-Id": ctx.request_id},
-            stream=False,
-            timeout=(route.connect_timeout, route.read_timeout),
-        )
-    )
-
-
 def _answer(ctx: CallContext, data: dict, usage: Usage, *, estimated: bool, upstream_ms: int) -> HttpResponse:
     cost = _record(ctx, usage=usage, estimated=estimated, status_code=200, upstream_latency_ms=upstream_ms)
     response = HttpResponse(orjson.dumps(data), content_type="application/json")
@@ -141,15 +127,14 @@ def _answer(ctx: CallContext, data: dict, usage: Usage, *, estimated: bool, upst
 
 def _openai(ctx: CallContext, body: dict) -> HttpResponse:
     route = ctx.route
-    payload = orjson.dumps({**body, "model": route.upstream_model})
     headers = {"Content-Type": "application/json"}
     if route.api_key:
         headers["Authorization"] = f"Bearer {route.api_key}"
+    outbound = UpstreamRequest(
+        url=f"{route.base_url}/embeddings", headers=headers, body=orjson.dumps({**body, "model": route.upstream_model})
+    )
     upstream, upstream_started = _send(
-        ctx,
-        stream=False,
-        call=lambda: _call(ctx, f"{route.base_url}/embeddings", payload, headers),
-        read_error=openai_adapter.error_from_response,
+        ctx, stream=False, call=lambda: _post(ctx, outbound), read_error=openai_adapter.error_from_response
     )
     upstream_ms = _ms(upstream_started)
     data = _upstream_json(ctx, upstream, upstream_ms)
@@ -171,7 +156,7 @@ def _gemini(ctx: CallContext, spec: dict) -> HttpResponse:
     upstream, upstream_started = _send(
         ctx,
         stream=False,
-        call=lambda: _call(ctx, outbound.url, outbound.body, outbound.headers),
+        call=lambda: _post(ctx, outbound),
         read_error=gemini.read_error,
     )
     upstream_ms = _ms(upstream_started)

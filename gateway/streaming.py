@@ -34,7 +34,45 @@ def stream_error_event(message: str) -> bytes:
     return b"data: " + orjson.dumps({"error": error}) + b"\n\n"
 
 
-class RelayedStream:
+class _RecordedStream:
+    """A response body the WSGI server iterates, then always closes: close() records it once."""
+
+    upstream: object
+    on_finish: Callable[[StreamOutcome], None]
+    outcome: StreamOutcome
+    completed: bool  # the client received the protocol's ending
+    finished: bool
+    _events: Iterator[bytes] | None
+
+    def __iter__(self) -> Iterator[bytes]:
+        self._events = self._events_out()
+        return self._events
+
+    def _events_out(self) -> Iterator[bytes]:
+        raise NotImplementedError
+
+    def _fill(self, outcome: StreamOutcome) -> None:
+        """What the subclass knows of the stream: usage, what was delivered."""
+
+    def close(self) -> None:
+        """Called by the WSGI server in every case; records the stream once."""
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            if self._events is not None:
+                self._events.close()
+        finally:
+            self.upstream.close()
+            outcome = self.outcome
+            if not self.completed:
+                outcome.client_disconnected = True
+                outcome.error_type = outcome.error_type or "client_disconnected"
+            self._fill(outcome)
+            self.on_finish(outcome)
+
+
+class RelayedStream(_RecordedStream):
     """An iterable response body: the upstream's events, rewritten by `relay`, then [DONE]."""
 
     def __init__(self, *, upstream, relay, on_finish: Callable[[StreamOutcome], None]) -> None:
@@ -46,11 +84,7 @@ class RelayedStream:
         self.finished = False
         self._events: Iterator[bytes] | None = None
 
-    def __iter__(self) -> Iterator[bytes]:
-        self._events = self._relay_events()
-        return self._events
-
-    def _relay_events(self) -> Iterator[bytes]:
+    def _events_out(self) -> Iterator[bytes]:
         outcome = self.outcome
         try:
             ended = False
@@ -80,26 +114,12 @@ class RelayedStream:
             yield DONE
             self.completed = True
 
-    def close(self) -> None:
-        """Called by the WSGI server in every case; records the stream once."""
-        if self.finished:
-            return
-        self.finished = True
-        try:
-            if self._events is not None:
-                self._events.close()
-        finally:
-            self.upstream.close()
-            outcome = self.outcome
-            if not self.completed:
-                outcome.client_disconnected = True
-                outcome.error_type = outcome.error_type or "client_disconnected"
-            outcome.usage = self.relay.usage
-            outcome.delivered_chars = self.relay.delivered_chars
-            self.on_finish(outcome)
+    def _fill(self, outcome: StreamOutcome) -> None:
+        outcome.usage = self.relay.usage
+        outcome.delivered_chars = self.relay.delivered_chars
 
 
-class TranslatedStream:
+class TranslatedStream(_RecordedStream):
     """An iterable response body: the upstream's events read into the Conversation's
     stream events by the upstream protocol's `reader`, written out in the client's
     protocol by `writer`. Same guarantees as RelayedStream: on_finish runs once,
@@ -122,11 +142,7 @@ class TranslatedStream:
         self.finished = False
         self._events: Iterator[bytes] | None = None
 
-    def __iter__(self) -> Iterator[bytes]:
-        self._events = self._translate()
-        return self._events
-
-    def _translate(self) -> Iterator[bytes]:
+    def _events_out(self) -> Iterator[bytes]:
         outcome, reader, writer, builder = self.outcome, self.reader, self.writer, self.builder
         error = None
         try:
@@ -157,21 +173,8 @@ class TranslatedStream:
         if error is None:
             _drain(iter_sse_data(self.upstream))
 
-    def close(self) -> None:
-        if self.finished:
-            return
-        self.finished = True
-        try:
-            if self._events is not None:
-                self._events.close()
-        finally:
-            self.upstream.close()
-            outcome = self.outcome
-            if not self.completed:
-                outcome.client_disconnected = True
-                outcome.error_type = outcome.error_type or "client_disconnected"
-            outcome.reply = self.builder.result()
-            self.on_finish(outcome)
+    def _fill(self, outcome: StreamOutcome) -> None:
+        outcome.reply = self.builder.result()
 
 
 def _drain(events: Iterator[bytes]) -> None:
