@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from catalog.selectors import ModelInfo
-from gateway.protocols.conversation import Usage
 
 TOKENS_PER_PRICE_UNIT = 1_000_000
 
 
-def token_cost(*, model: ModelInfo, usage: Usage) -> int:
+def token_cost(
+    *, model: ModelInfo, input_tokens: int, output_tokens: int, cached_tokens: int = 0, cache_write_tokens: int = 0
+) -> int:
     """Token cost, rounded up once per call to a whole micro-USD.
 
     Input tokens read from or written to the provider's prompt cache are priced
@@ -18,14 +19,14 @@ def token_cost(*, model: ModelInfo, usage: Usage) -> int:
     each part) up keeps the error under one micro-USD per call and never
     below the true price.
     """
-    cached = min(usage.cached_input_tokens, usage.input_tokens)
-    written = min(usage.cache_write_tokens, usage.input_tokens - cached)
+    cached = min(cached_tokens, input_tokens)
+    written = min(cache_write_tokens, input_tokens - cached)
     cached_price = model.input_per_1m if model.cached_input_per_1m is None else model.cached_input_per_1m
     write_price = model.input_per_1m if model.cache_write_per_1m is None else model.cache_write_per_1m
     numerator = (
-        (usage.input_tokens - cached - written) * model.input_per_1m
+        (input_tokens - cached - written) * model.input_per_1m
         + cached * cached_price
         + written * write_price
-        + usage.output_tokens * model.output_per_1m
+        + output_tokens * model.output_per_1m
     )
     return -(-numerator // TOKENS_PER_PRICE_UNIT)

@@ -269,7 +269,13 @@ def model_call(
 
 def _record(ctx: CallContext, *, usage: Usage | None = None, estimated: bool = False, **fields) -> int:
     usage = usage or Usage()
-    cost = token_cost(model=ctx.model, usage=usage)
+    cost = token_cost(
+        model=ctx.model,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_tokens=usage.cached_input_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+    )
     usage_record(
         request_id=ctx.request_id,
         user_id=ctx.key.user_id,
@@ -393,6 +399,14 @@ def _record_stream(ctx: CallContext, outcome: StreamOutcome, upstream_started: f
 # --- every other pair: through the Conversation ----------------------------------
 
 
+def _fetchable(url: str) -> bool:
+    """An http(s) image URL Beluga fetches for the provider (Google's own file URIs it reads itself)."""
+    return url.startswith(("http://", "https://")) and not url.startswith(GOOGLE_FILE_URIS)
+
+
+GOOGLE_FILE_URIS = ("https://generativelanguage.googleapis.com/",)
+
+
 def _prepare(ctx: CallContext, conversation: Conversation) -> None:
     """What the upstream's protocol needs that the client's may have left out."""
     if conversation.max_tokens is None and ctx.route.kind == "anthropic":
@@ -402,7 +416,7 @@ def _prepare(ctx: CallContext, conversation: Conversation) -> None:
             for part in message.parts:
                 images = part.content if isinstance(part, ToolResult) else (part,)
                 for image in images:
-                    if isinstance(image, Image) and image.data is None and (image.url or "").startswith("http"):
+                    if isinstance(image, Image) and image.data is None and _fetchable(image.url or ""):
                         fetched = fetch_image(image.url, param="messages")
                         image.data, image.media_type, image.url = fetched.data, fetched.media_type, None
 

@@ -160,8 +160,8 @@ class TranslatedStream(_RecordedStream):
                     outcome.status, outcome.error_type = 502, "upstream_stream_error"
                     error = f"The model provider reported an error: {reader.error}"
                     break
-                if reader.ended:
-                    break
+                # Past the end marker, read on to the body's end: a late usage chunk
+                # still counts, and urllib3 reuses only a connection read to its end.
             if error is None and not reader.ended:
                 outcome.status, outcome.error_type = 502, "upstream_stream_incomplete"
                 error = "The model provider ended the stream early."
@@ -170,8 +170,6 @@ class TranslatedStream(_RecordedStream):
             error = "The connection to the model provider broke during the stream."
         yield writer.close(error=error)
         self.completed = True
-        if error is None:
-            _drain(iter_sse_data(self.upstream))
 
     def _fill(self, outcome: StreamOutcome) -> None:
         outcome.reply = self.builder.result()

@@ -296,8 +296,8 @@ def test_a_full_request_is_read_into_the_conversation():
         Image(url="https://example.com/cat.jpg"),
     ]
     assert assistant.parts == [
-        Thinking("Let me look.", "sig-1"),
-        Thinking(redacted_data="opaque"),
+        Thinking("Let me look.", "sig-1", origin="anthropic"),
+        Thinking(redacted_data="opaque", origin="anthropic"),
         Text("Checking the weather."),
         ToolCall("toolu_1", "get_weather", '{"city":"Paris"}'),
     ]
@@ -614,8 +614,8 @@ def test_messages_are_merged_and_shaped_for_anthropic():
             "assistant",
             [
                 Thinking("unsigned, from another provider"),
-                Thinking("signed", "sig-1"),
-                Thinking(redacted_data="opaque"),
+                Thinking("signed", "sig-1", origin="anthropic"),
+                Thinking(redacted_data="opaque", origin="anthropic"),
                 Text(""),
                 ToolCall("call_1", "get_weather", '{"city":"Paris"}'),
             ],
@@ -845,7 +845,7 @@ def test_read_reply_of_thinking_and_tool_use():
     )
     reply = am.read_reply(fake_anthropic.reply_json("/v1/messages", {"tools": [WEATHER_TOOL]}, b))
     assert reply.parts == [
-        Thinking("Need weather.", fake_anthropic.SIGNATURE),
+        Thinking("Need weather.", fake_anthropic.SIGNATURE, origin="anthropic"),
         ToolCall("toolu_9", "get_weather", '{"city":"Paris"}'),
     ]
     assert reply.stop_reason == "tool_calls"
@@ -902,9 +902,9 @@ def test_stream_reader_reads_tool_calls_and_thinking():
         ToolCallStart(0, "toolu_1", "get_weather"),
         ToolCallStart(1, "toolu_2", "get_time"),
     ]
-    assert ThinkingDelta(signature=fake_anthropic.SIGNATURE) in events
+    assert ThinkingDelta(signature=fake_anthropic.SIGNATURE, origin="anthropic") in events
     assert reply.parts == [
-        Thinking("Two tools.", fake_anthropic.SIGNATURE),
+        Thinking("Two tools.", fake_anthropic.SIGNATURE, origin="anthropic"),
         ToolCall("toolu_1", "get_weather", '{"city": "Paris"}'),
         ToolCall("toolu_2", "get_time", '{"zone": "CET"}'),
     ]

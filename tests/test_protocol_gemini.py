@@ -245,10 +245,10 @@ def test_thoughts_and_signatures_are_kept_in_model_turns():
         }
     )
     assert conversation.messages[1].parts == [
-        Thinking("Let me think.", "T1"),
-        Thinking("", SIG),
+        Thinking("Let me think.", "T1", origin="gemini"),
+        Thinking("", SIG, origin="gemini"),
         ToolCall("call_0", "weather", "{}"),
-        Thinking("", "T3"),
+        Thinking("", "T3", origin="gemini"),
     ]
 
 
@@ -764,7 +764,15 @@ def test_a_tool_result_for_no_known_call_is_refused():
 def test_signatures_ride_on_their_parts_and_gemini_3_gets_a_placeholder():
     signed = convo(
         Message("user", [Text("Go")]),
-        Message("assistant", [Thinking("thought", "T1"), Thinking("", SIG), ToolCall("call_0", "f", "{}"), Text("x")]),
+        Message(
+            "assistant",
+            [
+                Thinking("thought", "T1", origin="gemini"),
+                Thinking("", SIG, origin="gemini"),
+                ToolCall("call_0", "f", "{}"),
+                Text("x"),
+            ],
+        ),
     )
     assert sent(signed, route=route(model="gemini-3-pro-preview"))["contents"][1]["parts"] == [
         {"text": "thought", "thought": True, "thoughtSignature": "T1"},
@@ -775,7 +783,7 @@ def test_signatures_ride_on_their_parts_and_gemini_3_gets_a_placeholder():
         Message("user", [Text("Go")]),
         Message("assistant", [ToolCall("call_0", "f", "{}"), ToolCall("call_1", "g", "{}")]),
         Message("user", [ToolResult("call_0", [Text("1")], name="f"), ToolResult("call_1", [Text("2")], name="g")]),
-        Message("assistant", [Text("Done"), Thinking("", "T9")]),
+        Message("assistant", [Text("Done"), Thinking("", "T9", origin="gemini")]),
     )
     gemini_3 = sent(unsigned, route=route(model="gemini-3-flash"))["contents"]
     assert gemini_3[1]["parts"] == [
@@ -984,8 +992,8 @@ def test_reads_the_fakes_function_calls_and_thoughts():
     }
     reply = gemini.read_reply(fake_gemini.reply_json(REPLY_PATH, body, b))
     assert reply.parts == [
-        Thinking("Need the weather."),
-        Thinking("", fake_gemini.SIGNATURE),
+        Thinking("Need the weather.", origin="gemini"),
+        Thinking("", fake_gemini.SIGNATURE, origin="gemini"),
         ToolCall("fc_9", "weather", '{"city":"Paris"}'),
         ToolCall("fc_10", "clock", "{}"),
     ]
@@ -1079,8 +1087,8 @@ def test_stream_reader_reads_a_whole_function_call_and_thoughts():
     usage = Usage(input_tokens=17, output_tokens=len(words(b.reply_text)), reasoning_tokens=4)
     assert events == [
         Start(fake_gemini.RESPONSE_ID, "gemini-2.5-flash"),
-        ThinkingDelta("Hmm."),
-        ThinkingDelta("", fake_gemini.SIGNATURE),
+        ThinkingDelta("Hmm.", origin="gemini"),
+        ThinkingDelta("", fake_gemini.SIGNATURE, origin="gemini"),
         ToolCallStart(0, "fc_1", "weather"),
         ToolCallDelta(0, '{"city":"Paris"}'),
         Finish(TOOL_CALLS),

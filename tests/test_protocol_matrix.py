@@ -21,6 +21,7 @@ from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
 from billing.models import UsageRecord
+from tests import fake_gemini
 from tests.fake_upstream import DEFAULT_PROMPT_TOKENS, DEFAULT_REPLY, words
 from tests.fixtures_gateway import MODEL_ID, UPSTREAM_MODEL, expected_cost
 
@@ -448,3 +449,50 @@ def test_upstream_error_in_the_clients_shape(client, kind, routed, fake_upstream
     record = last_record()
     assert (record.protocol, record.upstream_kind, record.status_code) == (client.protocol, kind, got)
     assert record.cost_micro_usd == 0
+
+
+def test_thinking_signed_by_one_provider_never_reaches_another(live_api, raw_key, route_to, fake_upstream):
+    """Claude signs thinking; the same conversation continued on a Gemini model must not send Google that signature,
+    and sent back to Claude it must arrive as Anthropic signed it."""
+    fake_upstream.set(reasoning_text="Thinking it over.", reasoning_tokens=3)
+    route = route_to("anthropic")
+    client = anthropic.Anthropic(base_url=live_api, api_key=raw_key, max_retries=0, timeout=20)
+    first = client.messages.create(model=MODEL_ID, max_tokens=256, messages=[{"role": "user", "content": "Hi"}])
+    thinking = next(b for b in first.content if b.type == "thinking")
+    history = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {"role": "user", "content": "And now?"},
+    ]
+    route.update_upstream(kind="gemini", base_url=fake_upstream.base_url.removesuffix("/v1"))
+    client.messages.create(model=MODEL_ID, max_tokens=256, messages=history)
+    assert thinking.signature not in upstream_request(fake_upstream).raw()
+    route.update_upstream(kind="anthropic")
+    client.messages.create(model=MODEL_ID, max_tokens=256, messages=history)
+    sent = [b for m in upstream_request(fake_upstream).json["messages"] for b in m["content"] if isinstance(b, dict)]
+    assert {"type": "thinking", "thinking": thinking.thinking, "signature": thinking.signature} in sent
+
+
+def test_gemini_signed_thinking_given_to_claude_clients_is_left_out_for_anthropic(
+    live_api, raw_key, route_to, fake_upstream
+):
+    fake_upstream.call_tool("get_weather", {"city": "Paris"})  # Gemini signs a step's first function call
+    route = route_to("gemini")
+    client = anthropic.Anthropic(base_url=live_api, api_key=raw_key, max_retries=0, timeout=20)
+    tool = {"name": WEATHER["name"], "description": WEATHER["description"], "input_schema": WEATHER["parameters"]}
+    asked = [{"role": "user", "content": "Weather in Paris?"}]
+    first = client.messages.create(model=MODEL_ID, max_tokens=256, messages=asked, tools=[tool])
+    signed = [b for b in first.content if b.type == "thinking" and b.signature]
+    assert signed and all(b.signature.startswith("beluga-sig:gemini:") for b in signed), first.content
+    call = next(b for b in first.content if b.type == "tool_use")
+    history = asked + [
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]},
+    ]
+    fake_upstream.set(tool_calls=[])
+    route.update_upstream(kind="anthropic", base_url=fake_upstream.base_url.removesuffix("/v1"))
+    client.messages.create(model=MODEL_ID, max_tokens=256, messages=history, tools=[tool])
+    assert "beluga-sig" not in upstream_request(fake_upstream).raw()
+    route.update_upstream(kind="gemini")
+    client.messages.create(model=MODEL_ID, max_tokens=256, messages=history, tools=[tool])
+    assert fake_gemini.SIGNATURE in upstream_request(fake_upstream).raw()  # back to Google as Google signed it

@@ -28,6 +28,7 @@ from gateway.errors import ApiError, InvalidRequest, RateLimited, UpstreamError
 from gateway.protocols import UpstreamRequest
 from gateway.protocols.conversation import (
     CONTENT_FILTER,
+    FOREIGN_SIGNATURE,
     LENGTH,
     STOP,
     TOOL_CALLS,
@@ -54,8 +55,11 @@ from gateway.protocols.conversation import (
     UsageReport,
     arguments_object,
     arguments_text,
+    signature_in,
+    signature_out,
 )
 
+PROTOCOL = "anthropic"  # Thinking.origin of signatures Anthropic made
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # when the pipeline did not fill max_tokens (Anthropic requires one)
 MIN_THINKING_BUDGET = 1024  # Anthropic's minimum budget_tokens
@@ -275,10 +279,11 @@ def _read_block(block, role: str, where: str):
         )
     if kind == "thinking":
         _only_in(role, "assistant", kind, where)
-        return Thinking(text=_string(block, "thinking", where), signature=_string(block, "signature", where))
+        signature, origin = signature_in(_string(block, "signature", where), PROTOCOL)
+        return Thinking(text=_string(block, "thinking", where), signature=signature, origin=origin)
     if kind == "redacted_thinking":
         _only_in(role, "assistant", kind, where)
-        return Thinking(redacted_data=_string(block, "data", where))
+        return Thinking(redacted_data=_string(block, "data", where), origin=PROTOCOL)
     if isinstance(kind, str):
         raise _bad(f"{where}.type", f"content blocks of type '{kind}' are not supported through Beluga for now.")
     raise _bad(f"{where}.type", "Field required (text, image, tool_use, tool_result, thinking, ...).")
@@ -431,7 +436,7 @@ def _reply_block(part: Text | ToolCall | Thinking) -> dict | None:
         return {"type": "tool_use", "id": part.id, "name": part.name, "input": arguments_object(part.arguments)}
     if part.redacted_data is not None:
         return {"type": "redacted_thinking", "data": part.redacted_data}
-    return {"type": "thinking", "thinking": part.text, "signature": part.signature or ""}
+    return {"type": "thinking", "thinking": part.text, "signature": signature_out(part, PROTOCOL) or ""}
 
 
 def write_reply(reply: Reply, *, model: str, request_id: str, conversation: Conversation | None = None) -> dict:
@@ -572,7 +577,7 @@ class StreamWriter:
         if event.text:
             self._delta({"type": "thinking_delta", "thinking": event.text}, out)
         if event.signature:
-            self._delta({"type": "signature_delta", "signature": event.signature}, out)
+            self._delta({"type": "signature_delta", "signature": signature_out(event, PROTOCOL)}, out)
             self._stop(out)  # a signature ends its block; more thinking is a new block
 
 
@@ -630,7 +635,7 @@ def _block_out(part) -> dict | None:
         # Anthropic verifies thinking it is given back: unsigned thinking (from another provider) is left out.
         if part.redacted_data is not None:
             return {"type": "redacted_thinking", "data": part.redacted_data}
-        if part.signature:
+        if part.signature and part.origin == PROTOCOL:  # another provider's signature: Anthropic would refuse it
             return {"type": "thinking", "thinking": part.text, "signature": part.signature}
     return None
 
@@ -806,9 +811,13 @@ def read_reply(data: object) -> Reply:
             call_id, name = str(block.get("id") or ""), str(block.get("name") or "")
             parts.append(ToolCall(id=call_id, name=name, arguments=arguments_text(block.get("input"))))
         elif kind == "thinking":
-            parts.append(Thinking(text=str(block.get("thinking") or ""), signature=block.get("signature") or None))
+            parts.append(
+                Thinking(
+                    text=str(block.get("thinking") or ""), signature=block.get("signature") or None, origin=PROTOCOL
+                )
+            )
         elif kind == "redacted_thinking":
-            parts.append(Thinking(redacted_data=str(block.get("data") or "")))
+            parts.append(Thinking(redacted_data=str(block.get("data") or ""), origin=PROTOCOL))
         # Server tool blocks (web search results, ...) are not part of the representation.
     stop_reason = data.get("stop_reason")
     return Reply(
@@ -894,7 +903,7 @@ class StreamReader:
                 events.append(ToolCallDelta(tool_index, arguments_text(block["input"])))
             return events
         if kind == "thinking" and (block.get("thinking") or block.get("signature")):
-            return [ThinkingDelta(str(block.get("thinking") or ""), block.get("signature") or None)]
+            return [ThinkingDelta(str(block.get("thinking") or ""), block.get("signature") or None, origin=PROTOCOL)]
         if kind == "redacted_thinking":
             return [ThinkingDelta(redacted_data=str(block.get("data") or ""))]
         return []
@@ -910,7 +919,7 @@ class StreamReader:
         if kind == "thinking_delta" and delta.get("thinking"):
             return [ThinkingDelta(text=str(delta["thinking"]))]
         if kind == "signature_delta" and delta.get("signature"):
-            return [ThinkingDelta(signature=str(delta["signature"]))]
+            return [ThinkingDelta(signature=str(delta["signature"]), origin=PROTOCOL)]
         return []
 
 
@@ -999,9 +1008,25 @@ def passthrough_request(body: dict, *, route: RouteTarget, stream: bool, client_
     for name in PASSTHROUGH_HEADERS:
         if client_headers.get(name):
             headers[name] = client_headers[name]
-    return UpstreamRequest(
-        url=f"{route.base_url}/v1/messages", headers=headers, body=orjson.dumps({**body, "model": route.upstream_model})
-    )
+    payload = {**body, "model": route.upstream_model, "messages": [_own_thinking_only(m) for m in body["messages"]]}
+    return UpstreamRequest(url=f"{route.base_url}/v1/messages", headers=headers, body=orjson.dumps(payload))
+
+
+def _own_thinking_only(message):
+    """Thinking another provider signed (tagged by signature_out) would be refused: it is left out."""
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, list):
+        return message
+    kept = [
+        block
+        for block in content
+        if not (
+            isinstance(block, dict)
+            and block.get("type") == "thinking"
+            and str(block.get("signature") or "").startswith(FOREIGN_SIGNATURE)
+        )
+    ]
+    return message if len(kept) == len(content) else {**message, "content": kept}
 
 
 def passthrough_reply(data: dict, *, model: str) -> dict:

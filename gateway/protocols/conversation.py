@@ -94,6 +94,9 @@ class Thinking:
     text: str = ""
     signature: str | None = None
     redacted_data: str | None = None  # Anthropic's redacted_thinking block, opaque
+    # The protocol whose provider signed it ("anthropic", "gemini"): a signature
+    # goes back only to a provider of that protocol (see signature_out).
+    origin: str | None = None
 
 
 Part = Text | Image | ToolCall | ToolResult | Thinking
@@ -249,6 +252,7 @@ class ThinkingDelta:
     text: str = ""
     signature: str | None = None  # Anthropic sends the signature once, at the block's end
     redacted_data: str | None = None
+    origin: str | None = None  # as Thinking.origin
 
 
 @dataclass(slots=True)
@@ -304,8 +308,9 @@ class ReplyBuilder:
                     last.signature = event.signature
                 if event.redacted_data:
                     last.redacted_data = event.redacted_data
+                last.origin = last.origin or event.origin
             else:
-                parts.append(Thinking(event.text, event.signature, event.redacted_data))
+                parts.append(Thinking(event.text, event.signature, event.redacted_data, event.origin))
         elif isinstance(event, ToolCallStart):
             call = ToolCall(id=event.id, name=event.name, arguments="")
             self._calls[event.index] = call
@@ -344,3 +349,29 @@ def arguments_object(arguments: str) -> dict:
 def arguments_text(value: Any) -> str:
     """An object (Anthropic input, Gemini args) as JSON text."""
     return orjson.dumps(value if value is not None else {}).decode()
+
+
+# Thinking signatures are a provider's own: Anthropic refuses Gemini's and the
+# reverse. A client of protocol A may be handed a signature from a provider of
+# protocol B (a conversation that changed models); it is tagged on the way out
+# so that, when the client sends it back, Beluga knows whose it is.
+FOREIGN_SIGNATURE = "beluga-sig:"
+
+
+def signature_out(part: Thinking | ThinkingDelta, protocol: str) -> str | None:
+    """The signature as a client of `protocol` carries it: tagged when another protocol's provider made it."""
+    if not part.signature:
+        return None
+    if part.origin in (None, protocol):
+        return part.signature
+    return f"{FOREIGN_SIGNATURE}{part.origin}:{part.signature}"
+
+
+def signature_in(signature: str | None, protocol: str) -> tuple[str | None, str | None]:
+    """(signature, origin) of a signature a client of `protocol` sent back."""
+    if not signature:
+        return None, None
+    if signature.startswith(FOREIGN_SIGNATURE):
+        origin, _, original = signature[len(FOREIGN_SIGNATURE) :].partition(":")
+        return original or None, origin or None
+    return signature, protocol

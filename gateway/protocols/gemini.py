@@ -74,11 +74,14 @@ from gateway.protocols.conversation import (
     UsageReport,
     arguments_object,
     arguments_text,
+    signature_in,
+    signature_out,
 )
 
 API_VERSION = "v1beta"
 MAX_STOP_SEQUENCES = 5
 MAX_CANDIDATES = 8
+PROTOCOL = "gemini"  # Thinking.origin of signatures Google made
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 # OpenAI-style efforts as Gemini thinking budgets. Every value lies inside the
 # ranges of 2.5 Pro (128-32768), Flash (0-24576) and Flash-Lite (512-24576);
@@ -305,14 +308,16 @@ def _read_content(content, where: str, ids: _CallIds) -> Message:
 
 def _read_part(part, role: str, where: str, ids: _CallIds) -> list[Part]:
     part = _dict(part, where)
-    signature = _string(_get(part, "thoughtSignature"), f"{where}.thoughtSignature", required=False)
+    signature, origin = signature_in(
+        _string(_get(part, "thoughtSignature"), f"{where}.thoughtSignature", required=False), PROTOCOL
+    )
     text = _get(part, "text")
     if text is not None and not isinstance(text, str):
         raise _bad(f"{where}.text", "expected a string.")
     if _get(part, "thought") is True:
         # Thoughts shown in a model turn; a user turn has none to give back.
-        return [Thinking(text=text or "", signature=signature)] if role == "assistant" else []
-    out: list[Part] = [Thinking(signature=signature)] if signature and role == "assistant" else []
+        return [Thinking(text=text or "", signature=signature, origin=origin)] if role == "assistant" else []
+    out: list[Part] = [Thinking(signature=signature, origin=origin)] if signature and role == "assistant" else []
     for kind in _UNSUPPORTED_PARTS:
         if _get(part, kind) is not None:
             raise InvalidRequest(f"{where}.{kind} is not supported: Beluga offers no code execution.", param=where)
@@ -630,7 +635,10 @@ def _model_parts_out(parts: Iterable[Part], *, for_client: bool) -> list[dict]:
         if isinstance(part, Thinking):
             if part.redacted_data is not None:
                 continue
-            signature = _client_signature(part.signature) if for_client else part.signature
+            if for_client:
+                signature = _client_signature(signature_out(part, PROTOCOL))
+            else:  # another provider's signature: Google would refuse it
+                signature = part.signature if part.origin == PROTOCOL else None
             if part.text and (for_client or signature):
                 thought = {"text": part.text, "thought": True}
                 if signature:
@@ -719,7 +727,7 @@ class StreamWriter:
             if event.text:
                 self._part({"text": event.text}, out)
         elif isinstance(event, ThinkingDelta):
-            signature = _client_signature(event.signature)
+            signature = _client_signature(signature_out(event, PROTOCOL))
             if event.text:
                 thought = {"text": event.text, "thought": True}
                 if signature:
@@ -1101,10 +1109,10 @@ def _parts_in(parts: object) -> Iterable[Part]:
         text = part.get("text")
         if part.get("thought"):
             if text or signature:
-                yield Thinking(text=text or "", signature=signature)
+                yield Thinking(text=text or "", signature=signature, origin=PROTOCOL)
             continue
         if signature:
-            yield Thinking(signature=signature)
+            yield Thinking(signature=signature, origin=PROTOCOL)
         if isinstance(text, str):
             if text:
                 yield Text(text)
@@ -1197,7 +1205,7 @@ class StreamReader:
 
     def _events(self, part: Part) -> list[StreamEvent]:
         if isinstance(part, Thinking):
-            return [ThinkingDelta(text=part.text, signature=part.signature)]
+            return [ThinkingDelta(text=part.text, signature=part.signature, origin=part.origin)]
         if isinstance(part, Text):
             return [TextDelta(part.text)]
         if isinstance(part, ToolCall):

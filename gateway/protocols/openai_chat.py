@@ -8,6 +8,7 @@ fastest and exact); these functions are for every other pair.
 
 from __future__ import annotations
 
+import re
 import time
 
 import orjson
@@ -67,6 +68,10 @@ _READ = frozenset(
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter"})
 # An OpenAI reasoning effort for a token budget from another protocol.
 EFFORT_FOR_BUDGET = ((2048, "low"), (8192, "medium"))
+# OpenAI's reasoning models refuse `max_tokens` (they take max_completion_tokens)
+# and are the ones that take `reasoning_effort`; other OpenAI-compatible servers
+# know only `max_tokens` and may refuse `reasoning_effort`.
+REASONING_MODEL = re.compile(r"^(o\d|gpt-5(?!-chat))")
 
 
 # --- client side -----------------------------------------------------------------
@@ -375,8 +380,9 @@ def _messages_json(conversation: Conversation) -> list[dict]:
 def build_request(conversation: Conversation, *, route: RouteTarget, stream: bool) -> UpstreamRequest:
     body: dict = {"model": route.upstream_model, "messages": _messages_json(conversation)}
     dropped: list[str] = []
+    reasoning_model = bool(REASONING_MODEL.match(route.upstream_model))
     if conversation.max_tokens is not None:
-        body["max_tokens"] = conversation.max_tokens
+        body["max_completion_tokens" if reasoning_model else "max_tokens"] = conversation.max_tokens
     for name in ("temperature", "top_p"):
         value = getattr(conversation, name)
         if value is not None:
@@ -414,10 +420,12 @@ def build_request(conversation: Conversation, *, route: RouteTarget, stream: boo
             spec["strict"] = fmt.strict
         body["response_format"] = {"type": "json_schema", "json_schema": spec}
     thinking = conversation.thinking
-    if thinking is not None:
-        if thinking.effort:
+    if thinking is not None and (thinking.effort or thinking.budget_tokens):
+        if not reasoning_model:
+            dropped.append("thinking")
+        elif thinking.effort:
             body["reasoning_effort"] = thinking.effort
-        elif thinking.budget_tokens is not None:
+        else:
             body["reasoning_effort"] = next(
                 (effort for limit, effort in EFFORT_FOR_BUDGET if thinking.budget_tokens <= limit), "high"
             )

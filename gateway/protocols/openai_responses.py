@@ -247,11 +247,11 @@ def _thinking(item: dict, where: str) -> Thinking | None:
         ]
         if texts:
             break
-    signature, redacted = _unseal(item.get("encrypted_content"))
+    signature, redacted, origin = _unseal(item.get("encrypted_content"))
     text = "\n\n".join(texts)
     if not text and signature is None and redacted is None:
         return None
-    return Thinking(text=text, signature=signature, redacted_data=redacted)
+    return Thinking(text=text, signature=signature, redacted_data=redacted, origin=origin)
 
 
 def _read_input(value, conversation: ResponsesConversation) -> None:
@@ -545,24 +545,29 @@ def read_request(body: object, *, model: str | None = None, stream: bool | None 
 # --- writing the Response -------------------------------------------------------------
 
 
-def _seal(signature: str | None, redacted: str | None) -> str | None:
-    if signature is None and redacted is None:
+def _seal(thinking: Thinking) -> str | None:
+    """Another provider's signed thinking as `encrypted_content` (with whose it is: Thinking.origin)."""
+    if thinking.signature is None and thinking.redacted_data is None:
         return None
-    payload = orjson.dumps({"signature": signature, "redacted_data": redacted})
+    payload = orjson.dumps(
+        {"signature": thinking.signature, "redacted_data": thinking.redacted_data, "origin": thinking.origin}
+    )
     return SEALED + base64.urlsafe_b64encode(payload).decode()
 
 
-def _unseal(value) -> tuple[str | None, str | None]:
+def _unseal(value) -> tuple[str | None, str | None, str | None]:
+    """(signature, redacted data, origin) from what _seal wrote; Nones for anything else."""
     if not isinstance(value, str) or not value.startswith(SEALED):
-        return None, None
+        return None, None, None
     try:
         payload = orjson.loads(base64.urlsafe_b64decode(value[len(SEALED) :]))
     except (binascii.Error, ValueError):
-        return None, None
+        return None, None, None
     if not isinstance(payload, dict):
-        return None, None
-    signature, redacted = payload.get("signature"), payload.get("redacted_data")
-    return (signature if isinstance(signature, str) else None), (redacted if isinstance(redacted, str) else None)
+        return None, None, None
+    values = [payload.get(name) for name in ("signature", "redacted_data", "origin")]
+    signature, redacted, origin = (value if isinstance(value, str) else None for value in values)
+    return signature, redacted, origin
 
 
 def _base(request_id: str) -> str:
@@ -592,7 +597,7 @@ def _reasoning_item(item_id: str, thinking: Thinking) -> dict:
         "id": item_id,
         "type": "reasoning",
         "summary": summary,
-        "encrypted_content": _seal(thinking.signature, thinking.redacted_data),
+        "encrypted_content": _seal(thinking),
     }
 
 
@@ -869,6 +874,7 @@ class StreamWriter:
             )
         thinking.signature = event.signature or thinking.signature
         thinking.redacted_data = event.redacted_data or thinking.redacted_data
+        thinking.origin = event.origin or thinking.origin
         return out
 
     def _call_start(self, event: ToolCallStart) -> bytes:
