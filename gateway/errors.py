@@ -96,9 +96,12 @@ class InternalError(ApiError):
     code = "internal_error"
 
 
-def error_response(error: ApiError, *, protocol=None) -> HttpResponse:
-    """The error as an HTTP response: OpenAI's shape, or `protocol.error_body`'s (a gateway.protocols module)."""
-    status, body = protocol.error_body(error) if protocol is not None else (error.status, error.body())
+def error_response(error: ApiError, *, protocol=None, render=None) -> HttpResponse:
+    """The error as an HTTP response: OpenAI's shape, or `protocol.error_body`'s (a gateway.protocols
+    module), or `render(error)`'s (status, body)."""
+    if render is None:
+        render = protocol.error_body if protocol is not None else (lambda e: (e.status, e.body()))
+    status, body = render(error)
     response = HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
     for name, value in error.headers.items():
         response[name] = value

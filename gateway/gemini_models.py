@@ -42,9 +42,12 @@ def _offset(page_token: str | None) -> int:
 
 def gemini_models_page(*, page_size: str | None, page_token: str | None) -> dict:
     try:
-        size = min(max(int(page_size), 1), MAX_PAGE_SIZE) if page_size else DEFAULT_PAGE_SIZE
+        size = int(page_size) if page_size else 0
     except ValueError:
         raise InvalidRequest("Invalid pageSize: expected an integer.", param="pageSize") from None
+    if size < 0:
+        raise InvalidRequest("Invalid pageSize: must not be negative.", param="pageSize")
+    size = min(size, MAX_PAGE_SIZE) or DEFAULT_PAGE_SIZE  # 0 or absent: the default, as Google's lists do
     start = _offset(page_token)
     rows = list(
         models_public().filter(category__in=CHAT_CATEGORIES).order_by("vendor", "slug")[start : start + size + 1]

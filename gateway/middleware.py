@@ -21,14 +21,16 @@ def is_api_path(path: str) -> bool:
     return path.startswith(API_PREFIXES) or path in ("/v1", "/api/v1", "/v1beta", "/api/v1beta")
 
 
-def api_error_response(path: str, error: ApiError):
-    """The error in the shape the client of `path` reads: Gemini's, Anthropic's or OpenAI's."""
+def api_error_response(request, error: ApiError):
+    """The error in the shape the client of the request's path reads: Gemini's, Anthropic's or OpenAI's."""
     from gateway.protocols import anthropic_messages, gemini
 
+    path = request.path
     if path.startswith(("/v1beta/", "/api/v1beta/")):
         return error_response(error, protocol=gemini)
     if path.rstrip("/").endswith(("/v1/messages", "/v1/messages/count_tokens")):
-        return error_response(error, protocol=anthropic_messages)
+        request_id = getattr(request, "request_id", None)
+        return error_response(error, render=lambda e: anthropic_messages.error_body(e, request_id=request_id))
     return error_response(error)
 
 
@@ -74,7 +76,7 @@ class RequestIdMiddleware:
         if response.status_code >= 400 and is_api_path(request.path) and not _is_json(response):
             # An error Django answered itself (a disallowed Host, a CSRF or security check):
             # same status, in the API's own error shape.
-            response = api_error_response(request.path, _error_for_status(response.status_code))
+            response = api_error_response(request, _error_for_status(response.status_code))
         response["X-Request-Id"] = request.request_id
         return response
 
@@ -85,10 +87,10 @@ class RequestIdMiddleware:
         if not is_api_path(request.path):
             return None
         if isinstance(exc, ApiError):
-            return api_error_response(request.path, exc)
+            return api_error_response(request, exc)
         if isinstance(exc, RequestDataTooBig):
-            return api_error_response(request.path, PayloadTooLarge("Request body is too large."))
+            return api_error_response(request, PayloadTooLarge("Request body is too large."))
         if isinstance(exc, Http404):
-            return api_error_response(request.path, NotFound(f"Unknown path {request.path}.", code="not_found"))
+            return api_error_response(request, NotFound(f"Unknown path {request.path}.", code="not_found"))
         logger.exception("unhandled error on %s (request %s)", request.path, request.request_id)
-        return api_error_response(request.path, InternalError("The server had an error processing your request."))
+        return api_error_response(request, InternalError("The server had an error processing your request."))

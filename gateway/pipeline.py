@@ -535,6 +535,13 @@ def _record_translated(ctx: CallContext, outcome: StreamOutcome, upstream_starte
     estimated = usage is None
     if usage is None:
         usage = _estimated_usage(ctx, reply.output_chars if reply is not None else 0)
+        reported = outcome.usage_so_far
+        if reported is not None and reported.input_tokens:
+            # Cut short: the provider already counted the input; only the output is estimated.
+            usage.input_tokens = reported.input_tokens
+            usage.cached_input_tokens = reported.cached_input_tokens
+            usage.cache_write_tokens = reported.cache_write_tokens
+            usage.output_tokens = max(usage.output_tokens, reported.output_tokens)
     _record(
         ctx,
         usage=usage,

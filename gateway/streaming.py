@@ -27,6 +27,7 @@ class StreamOutcome:
     usage: Usage | None = None  # as the upstream reported it
     delivered_chars: int = 0
     reply: Reply | None = None  # translated streams: what the client was sent, added up
+    usage_so_far: Usage | None = None  # translated streams: what the upstream reported before it was cut
 
 
 def stream_error_event(message: str) -> bytes:
@@ -173,6 +174,7 @@ class TranslatedStream(_RecordedStream):
 
     def _fill(self, outcome: StreamOutcome) -> None:
         outcome.reply = self.builder.result()
+        outcome.usage_so_far = getattr(self.reader, "usage_so_far", None)
 
 
 def _drain(events: Iterator[bytes]) -> None:

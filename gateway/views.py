@@ -17,7 +17,16 @@ from gateway.gemini_models import gemini_model_get, gemini_models_page
 
 def _post_only(request: HttpRequest) -> None:
     if request.method != "POST":
-        raise MethodNotAllowed(f"Method {request.method} is not allowed on this endpoint; use POST.")
+        raise MethodNotAllowed(
+            f"Method {request.method} is not allowed on this endpoint; use POST.", headers={"Allow": "POST"}
+        )
+
+
+def _get_only(request: HttpRequest) -> None:
+    if request.method not in ("GET", "HEAD"):
+        raise MethodNotAllowed(
+            f"Method {request.method} is not allowed on this endpoint; use GET.", headers={"Allow": "GET, HEAD"}
+        )
 
 
 @csrf_exempt
@@ -76,8 +85,7 @@ def gemini_model_action(request: HttpRequest, model: str, action: str) -> HttpRe
 
 @csrf_exempt
 def gemini_models_list(request: HttpRequest) -> HttpResponse:
-    if request.method not in ("GET", "HEAD"):
-        raise MethodNotAllowed(f"Method {request.method} is not allowed on this endpoint; use GET.")
+    _get_only(request)
     _optional_auth(request)
     return JsonResponse(
         gemini_models_page(page_size=request.GET.get("pageSize"), page_token=request.GET.get("pageToken"))
@@ -86,8 +94,7 @@ def gemini_models_list(request: HttpRequest) -> HttpResponse:
 
 @csrf_exempt
 def gemini_model_detail(request: HttpRequest, model: str) -> HttpResponse:
-    if request.method not in ("GET", "HEAD"):
-        raise MethodNotAllowed(f"Method {request.method} is not allowed on this endpoint; use GET.")
+    _get_only(request)
     _optional_auth(request)
     found = gemini_model_get(slug=model)
     if found is None:
@@ -124,8 +131,7 @@ def model_detail(request, model_id: str) -> Response:
 
 def health(request: HttpRequest) -> JsonResponse:
     """Liveness and readiness: 503 when the database cannot be reached."""
-    if request.method not in ("GET", "HEAD"):
-        raise MethodNotAllowed(f"Method {request.method} is not allowed on this endpoint; use GET.")
+    _get_only(request)
     body = {"status": "ok", "database": "ok", "cache": "ok"}
     status = 200
     try:

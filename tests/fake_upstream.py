@@ -3,8 +3,10 @@
 It speaks OpenAI's chat completions wire format (CreateChatCompletionResponse and
 CreateChatCompletionStreamResponse of the OpenAPI description): JSON with usage, or
 SSE chunks (role, content word by word, finish, usage when asked, `[DONE]`), and
-tool calls when the request offers tools and the test scripts one. A test tells it
-how to fail and then reads what it received.
+tool calls when the request offers tools and the test scripts one. Under a path
+ending /embeddings it answers OpenAI's CreateEmbeddingResponse; Anthropic's and
+Gemini's paths are answered in their own formats (tests/fake_anthropic.py,
+tests/fake_gemini.py). A test tells it how to fail and then reads what it received.
 
     fake.reply_text = "Paris is the capital."
     fake.fail_with(status=503)
@@ -16,6 +18,8 @@ leaves a handler thread sleeping behind it.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import socket
 import struct
@@ -340,6 +344,8 @@ def _wire_for(path: str):
     path = path.split("?", 1)[0].rstrip("/")
     if path.endswith("/chat/completions"):
         return OpenAIWire
+    if path.endswith("/embeddings"):
+        return OpenAIEmbeddingsWire
     if path.endswith("/messages") or path.endswith("/messages/count_tokens"):
         from tests import fake_anthropic
 
@@ -366,9 +372,9 @@ def _usage(b: Behaviour) -> dict:
         "prompt_tokens": b.prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": b.prompt_tokens + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": b.cached_tokens, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": b.reasoning_tokens,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
@@ -472,6 +478,56 @@ class OpenAIWire:
         return [
             b"data: " + event + b"\n\n" for event in stream_events(body, b) if not (b.omit_done and event == b"[DONE]")
         ]
+
+    error_json = staticmethod(error_json)
+
+
+# --- OpenAI embeddings --------------------------------------------------------------
+
+EMBEDDING_DIMENSIONS = 8
+
+
+def embedding_vector(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """A small vector derived from the text's hash: equal texts, equal vectors, on every run."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round((digest[i % len(digest)] - 128) / 128, 6) for i in range(dimensions)]
+
+
+def _embedding_inputs(body: dict) -> list[str]:
+    value = body.get("input")
+    items = [value] if isinstance(value, str) else list(value or ())
+    if items and all(isinstance(item, int) for item in items):
+        items = [items]  # one input given as token ids
+    return [item if isinstance(item, str) else json.dumps(item) for item in items]
+
+
+class OpenAIEmbeddingsWire:
+    """OpenAI's POST /embeddings: CreateEmbeddingResponse, floats or base64 (little-endian float32) as asked.
+
+    `usage.prompt_tokens` is Behaviour.prompt_tokens (left out with omit_usage).
+    """
+
+    @staticmethod
+    def is_stream(path: str, body: dict) -> bool:
+        return False
+
+    @staticmethod
+    def reply_json(path: str, body: dict, b: Behaviour) -> dict:
+        dimensions = body.get("dimensions") or EMBEDDING_DIMENSIONS
+        data = []
+        for index, text in enumerate(_embedding_inputs(body)):
+            vector = embedding_vector(text, dimensions)
+            if body.get("encoding_format") == "base64":
+                vector = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+        reply = {"object": "list", "data": data, "model": body.get("model", "")}
+        if not b.omit_usage:
+            reply["usage"] = {"prompt_tokens": b.prompt_tokens, "total_tokens": b.prompt_tokens}
+        return reply
+
+    @staticmethod
+    def stream_frames(path: str, body: dict, b: Behaviour) -> list[bytes]:
+        raise AssertionError("embeddings do not stream")
 
     error_json = staticmethod(error_json)
 

@@ -35,6 +35,8 @@ Upstream side (what Beluga sends a provider of this kind and reads back):
         .feed(data: bytes) -> list[StreamEvent]   one upstream SSE `data:` payload
         .ended: bool        the stream's own end marker was seen
         .error: str | None  the provider reported an error inside the stream
+        .usage_so_far: Usage | None  (optional) usage reported before the end, e.g.
+            the input count at the start: bills the input of a stream cut short
     read_error(*, route: RouteTarget, status: int, content: bytes, headers) -> ApiError
         What the client should see for a provider's non-200 answer (never
         the provider's credential).

@@ -852,6 +852,11 @@ class StreamReader:
         self._usage: dict = {}
         self._tools: dict[int, int] = {}  # content block index -> tool call index
 
+    @property
+    def usage_so_far(self) -> Usage | None:
+        """What the stream has reported up to now (message_start gives the input): for a stream cut short."""
+        return usage_in(self._usage) if self._usage else None
+
     def feed(self, data: bytes) -> list[StreamEvent]:
         try:
             event = orjson.loads(data)

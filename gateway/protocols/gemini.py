@@ -1165,6 +1165,11 @@ class StreamReader:
         self._calls = 0
         self._usage: Usage | None = None
 
+    @property
+    def usage_so_far(self) -> Usage | None:
+        """The latest usageMetadata (Google sends the prompt count early): for a stream cut short."""
+        return self._usage
+
     def feed(self, data: bytes) -> list[StreamEvent]:
         try:
             chunk = orjson.loads(data)

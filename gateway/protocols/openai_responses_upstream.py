@@ -13,10 +13,9 @@ Choices made here:
 - Encrypted reasoning. `include: ["reasoning.encrypted_content"]` is always asked
   for: without a stored response it is the only way a reasoning model gets its
   reasoning back on the next turn (tool-call loops above all). It rides in
-  `Thinking.signature` as OpenAI sends it (a Fernet token, "gAAAAA..."), which every
-  client protocol carries back (the Responses client side seals it into its own
-  `encrypted_content`). Only thinking that carries such a payload is sent back to
-  OpenAI; thinking from other providers is left out.
+  `Thinking.signature` with `origin` PROTOCOL, which every client protocol carries
+  back (see conversation.signature_out). Only thinking of that origin is sent back
+  to OpenAI, as a reasoning item; thinking from other providers is left out.
 - The end user's id goes as `safety_identifier` (`user` is deprecated), hashed
   (SHA-256, 64 hex characters) when longer than OpenAI's 64-character limit, as
   Claude Code's metadata.user_id is.
@@ -62,15 +61,10 @@ from gateway.protocols.conversation import (
     UsageReport,
 )
 from gateway.protocols.openai_chat import EFFORT_FOR_BUDGET
-from gateway.protocols.openai_responses import SEALED, STATEFUL, _echo, _missing, _response, _unseal
-from gateway.protocols.openai_responses import read_request as read_client_request
 from gateway.providers.openai import error_from_response
 
+PROTOCOL = "openai-responses"  # Thinking.origin of the encrypted reasoning OpenAI made
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
-# OpenAI's encrypted reasoning is a Fernet token: version byte 0x80 and a 64-bit
-# timestamp, URL-safe base64, so it always starts so. Anthropic's and Gemini's
-# signatures (protobuf) never do.
-OPENAI_REASONING_PREFIX = "gAAAAA"
 MIN_OUTPUT_TOKENS = 16  # OpenAI refuses a smaller max_output_tokens
 MAX_SAFETY_IDENTIFIER = 64
 # Chat parameters in Conversation.openai_extra that the Responses API takes under the same name.
@@ -96,10 +90,6 @@ LIFECYCLE_EVENTS = frozenset(
     }
 )
 INCOMPLETE_STOPS = {"max_output_tokens": LENGTH, "content_filter": CONTENT_FILTER}
-
-
-def is_openai_reasoning(signature: str | None) -> bool:
-    return bool(signature) and signature.startswith(OPENAI_REASONING_PREFIX)
 
 
 # --- requests ------------------------------------------------------------------------
@@ -139,7 +129,7 @@ def _item(part) -> dict | None:
                 for item in part.content
             ]
         return {"type": "function_call_output", "call_id": part.call_id, "output": output}
-    if isinstance(part, Thinking) and is_openai_reasoning(part.signature):
+    if isinstance(part, Thinking) and part.signature and part.origin == PROTOCOL:
         summary = [{"type": "summary_text", "text": part.text}] if part.text else []
         return {"type": "reasoning", "summary": summary, "encrypted_content": part.signature}
     return None
@@ -181,8 +171,8 @@ def _tool_choice(conversation: Conversation, body: dict) -> None:
 
 def _reasoning(conversation: Conversation) -> dict | None:
     thinking = conversation.thinking
-    if thinking is None:
-        return None
+    if thinking is None or (thinking.budget_tokens == 0 and not thinking.effort):
+        return None  # a zero budget (Gemini's way) asks for no reasoning: the model's default then
     effort = thinking.effort
     if effort is None and thinking.budget_tokens is not None:
         effort = next((effort for limit, effort in EFFORT_FOR_BUDGET if thinking.budget_tokens <= limit), "high")
@@ -315,7 +305,7 @@ def _reasoning_text(item: dict) -> str:
 
 def _encrypted(item: dict) -> str | None:
     value = item.get("encrypted_content")
-    return value if isinstance(value, str) and is_openai_reasoning(value) else None
+    return value if isinstance(value, str) and value else None
 
 
 def read_reply(data: object) -> Reply:
@@ -343,7 +333,7 @@ def read_reply(data: object) -> Reply:
         elif kind == "reasoning":
             text, signature = _reasoning_text(item), _encrypted(item)
             if text or signature:
-                parts.append(Thinking(text=text, signature=signature))
+                parts.append(Thinking(text=text, signature=signature, origin=PROTOCOL))
         # Hosted tools' items (web_search_call, ...) are not part of the representation.
     calls = any(isinstance(part, ToolCall) for part in parts)
     return Reply(
@@ -385,11 +375,12 @@ class StreamReader:
             self._refused = self._refused or kind == "response.refusal.delta"
             return [TextDelta(event["delta"])] if isinstance(event.get("delta"), str) and event["delta"] else []
         if kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
-            return [ThinkingDelta(event["delta"])] if isinstance(event.get("delta"), str) and event["delta"] else []
+            delta = event.get("delta")
+            return [ThinkingDelta(delta, origin=PROTOCOL)] if isinstance(delta, str) and delta else []
         if kind == "response.function_call_arguments.delta":
             return self._arguments(event)
         if kind == "response.reasoning_summary_part.added" and _int(event.get("summary_index")) > 0:
-            return [ThinkingDelta("\n\n")]  # as read_reply joins the parts of a summary
+            return [ThinkingDelta("\n\n", origin=PROTOCOL)]  # as read_reply joins the parts of a summary
         if kind == "response.output_item.added":
             return self._item_added(event)
         if kind == "response.output_item.done":
@@ -437,7 +428,7 @@ class StreamReader:
             return []
         if item.get("type") == "reasoning":
             signature = _encrypted(item)
-            return [ThinkingDelta(signature=signature)] if signature else []
+            return [ThinkingDelta(signature=signature, origin=PROTOCOL)] if signature else []
         if item.get("type") == "function_call":
             # A server that sends the arguments only whole still gets them through.
             index = self._calls.get(("item", item.get("id")))
@@ -460,15 +451,27 @@ def read_error(*, route: RouteTarget, status: int, content: bytes, headers) -> A
 # and `store`, and the answer comes back as sent but for the model.
 
 
+def _client_side():
+    """This protocol's client side, whose checks and shapes the passthrough reuses.
+
+    Imported when first needed: it re-exports this module's names, so a module
+    import here would be circular.
+    """
+    from gateway.protocols import openai_responses
+
+    return openai_responses
+
+
 def passthrough_check(body: object) -> bool:
     """The little Beluga itself needs from a request it forwards; returns whether it streams."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
+    client = _client_side()
     # The client-side reader checks model, stream and what needs a stored object, in its own words.
-    checked = {name: body[name] for name in ("model", "stream", *STATEFUL, "background") if name in body}
-    read_client_request({**checked, "input": "-"})
+    checked = {name: body[name] for name in ("model", "stream", *client.STATEFUL, "background") if name in body}
+    client.read_request({**checked, "input": "-"})
     if body.get("input") is None:
-        raise _missing("input")
+        raise client._missing("input")
     return bool(body.get("stream"))
 
 
@@ -481,11 +484,11 @@ def _unsealed(item: object) -> object:
     """
     if not isinstance(item, dict) or item.get("type") != "reasoning":
         return item
-    content = item.get("encrypted_content")
-    if not isinstance(content, str) or not content.startswith(SEALED):
+    content, client = item.get("encrypted_content"), _client_side()
+    if not isinstance(content, str) or not content.startswith(client.SEALED):
         return item
-    signature, _ = _unseal(content)
-    if not is_openai_reasoning(signature):
+    signature, _, origin = client._unseal(content)
+    if not signature or origin != PROTOCOL:
         return None
     return {key: value for key, value in item.items() if key != "id"} | {"encrypted_content": signature}
 
@@ -546,14 +549,15 @@ class PassthroughFramer:
         if self.response is not None:
             response = {**self.response, "status": "failed", "error": failure, "usage": None}
         else:
-            response = _response(
+            client = _client_side()
+            response = client._response(
                 request_id=f"req_{uuid.uuid4().hex}",
                 model=self.model,
                 created_at=int(time.time()),
                 status="failed",
                 output=[],
                 usage=None,
-                echo=_echo(None),
+                echo=client._echo(None),
                 error=failure,
             )
         self.sequence += 1
