@@ -5,7 +5,7 @@ works too) of this shape::
 
     upstreams:
       - name: local-a                 # required, a slug
-        kind: openai                  # openai | anthropic | gemini | predictions
+        kind: openai                  # openai | openai-responses | anthropic | gemini | predictions
         base_url: http://127.0.0.1:9100/v1   # required for a new upstream
         api_key: env:LOCAL_A_KEY      # `env:VAR` (read at call time) or the key itself
         connect_timeout: 10           # seconds; optional, as is read_timeout

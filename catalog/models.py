@@ -78,6 +78,8 @@ class Upstream(models.Model):
 
     class Kind(models.TextChoices):
         OPENAI = "openai", "OpenAI-compatible"
+        # OpenAI's Responses API: models offered nowhere else (gpt-5.x-codex, *-pro).
+        OPENAI_RESPONSES = "openai-responses", "OpenAI Responses API"
         ANTHROPIC = "anthropic", "Anthropic Messages"
         GEMINI = "gemini", "Google Gemini"
         PREDICTIONS = "predictions", "Async predictions (image/video jobs)"

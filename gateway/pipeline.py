@@ -47,7 +47,12 @@ from gateway.streaming import RelayedStream, StreamOutcome, TranslatedStream
 from gateway.validation import validate_chat_request
 
 # The protocol Beluga speaks to an upstream, by the upstream's kind.
-UPSTREAM_PROTOCOLS = {"openai": openai_chat, "anthropic": anthropic_messages, "gemini": gemini}
+UPSTREAM_PROTOCOLS = {
+    "openai": openai_chat,
+    "openai-responses": openai_responses,
+    "anthropic": anthropic_messages,
+    "gemini": gemini,
+}
 # Upstream kinds that need an image's bytes: a URL is fetched by Beluga (safely) first.
 NEEDS_IMAGE_BYTES = frozenset({"gemini"})
 DROPPED_HEADER = "X-Beluga-Dropped-Params"
@@ -484,11 +489,15 @@ def _passthrough(ctx: CallContext, body: dict, client_headers, writer_options: d
             on_finish=lambda outcome: _record_translated(ctx, outcome, upstream_started),
             forward=True,
         )
-        return _event_stream_response(relayed, relayed.writer.content_type)
-    upstream_ms = _ms(upstream_started)
-    data = _upstream_json(ctx, upstream, upstream_ms)
-    reply = _reply_of(ctx, module, data, upstream_ms)
-    return _priced_json(ctx, reply, module.passthrough_reply(data, model=ctx.model.slug), upstream_ms)
+        response = _event_stream_response(relayed, relayed.writer.content_type)
+    else:
+        upstream_ms = _ms(upstream_started)
+        data = _upstream_json(ctx, upstream, upstream_ms)
+        reply = _reply_of(ctx, module, data, upstream_ms)
+        response = _priced_json(ctx, reply, module.passthrough_reply(data, model=ctx.model.slug), upstream_ms)
+    if outbound.dropped:
+        response[DROPPED_HEADER] = ", ".join(sorted(set(outbound.dropped)))
+    return response
 
 
 def _translated(ctx: CallContext, conversation: Conversation, writer_options: dict) -> HttpResponse:

@@ -346,6 +346,10 @@ def _wire_for(path: str):
         return OpenAIWire
     if path.endswith("/embeddings"):
         return OpenAIEmbeddingsWire
+    if path.endswith("/responses"):
+        from tests import fake_responses
+
+        return fake_responses
     if path.endswith("/messages") or path.endswith("/messages/count_tokens"):
         from tests import fake_anthropic
 

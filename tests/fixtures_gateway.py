@@ -169,7 +169,7 @@ def fake_upstream(_fake_upstream_server) -> FakeUpstream:
 
 def _upstream_base_url(fake: FakeUpstream, kind: str) -> str:
     # OpenAI-compatible base URLs carry the version (…/v1); Anthropic's and Google's do not.
-    return fake.base_url if kind == "openai" else fake.base_url.removesuffix("/v1")
+    return fake.base_url if kind in ("openai", "openai-responses") else fake.base_url.removesuffix("/v1")
 
 
 @pytest.fixture

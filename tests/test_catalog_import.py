@@ -219,7 +219,7 @@ extra: 1
     assert errors == [
         "extra: unknown top-level key (expected `upstreams` and `models`)",
         "upstreams[1].name: must contain only letters, digits, '-' and '_'",
-        "upstreams[1].kind: must be one of: openai, anthropic, gemini, predictions (got 'grpc')",
+        "upstreams[1].kind: must be one of: openai, openai-responses, anthropic, gemini, predictions (got 'grpc')",
         "upstreams[1].base_url: must be an http:// or https:// URL",
         "upstreams[1].api_key: env: must be followed by a variable name, e.g. env:OPENAI_API_KEY",
         "upstreams[1].connect_timeout: must be a number of seconds greater than 0",
@@ -408,9 +408,10 @@ def test_demo_model_is_routed_to_the_local_simulator():
 
 
 def test_seed_file_reimport_is_a_no_op():
-    result = catalog_import(data=catalog_file_read(path=SEED_FILE))
+    seed = catalog_file_read(path=SEED_FILE)
+    result = catalog_import(data=seed)
 
-    assert result.upstreams.unchanged == 9
+    assert result.upstreams.unchanged == len(seed["upstreams"])
     assert (result.models.created, result.models.updated) == (0, 0)
     assert (result.routes.created, result.routes.updated) == (0, 0)
 

@@ -56,7 +56,10 @@ def test_anthropic_request_reaches_an_anthropic_upstream_as_sent(client, route_t
     )
     assert response.status_code == 200, response.content
     received = fake_upstream.requests[-1]
-    assert received.json == {**body, "model": UPSTREAM_MODEL}  # cache_control, documents, server tools kept
+    # cache_control, documents, unknown fields kept; the server tool (billed per use to Beluga's account) left out
+    expected = {key: value for key, value in body.items() if key != "tools"}
+    assert received.json == {**expected, "model": UPSTREAM_MODEL}
+    assert response["X-Beluga-Dropped-Params"] == "tools.web_search_20250305"
     assert received.headers["anthropic-beta"] == "context-management-2025-06-27"
     assert received.headers["x-api-key"] == route.credential
     answer = json.loads(response.content)
@@ -87,7 +90,7 @@ def test_anthropic_stream_is_relayed_event_for_event(client, route_to, raw_key, 
     assert (record.prompt_tokens, record.completion_tokens) == (DEFAULT_PROMPT_TOKENS, len(words(DEFAULT_REPLY)))
 
 
-def test_anthropic_server_tools_are_refused_only_when_translated(client, route_to, raw_key, fake_upstream):
+def test_anthropic_server_tools_are_refused_when_translated(client, route_to, raw_key, fake_upstream):
     route_to("openai")
     response = post(client, "/v1/messages", anthropic_body(), raw_key, **{"x-api-key": raw_key})
     assert response.status_code == 400

@@ -27,7 +27,7 @@ from tests.fixtures_gateway import MODEL_ID, UPSTREAM_MODEL, expected_cost
 
 pytest_plugins = ["tests.fixtures_gateway"]
 
-KINDS = ["openai", "anthropic", "gemini"]
+KINDS = ["openai", "openai-responses", "anthropic", "gemini"]
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=")
 PNG_B64 = base64.b64encode(PNG).decode()
 WEATHER = {
@@ -51,8 +51,8 @@ def assert_upstream_call(kind: str, fake, route) -> dict:
     received = upstream_request(fake)
     text = received.raw()
     assert "bapi_" not in text
-    if kind == "openai":
-        assert received.path == "/v1/chat/completions"
+    if kind in ("openai", "openai-responses"):
+        assert received.path == ("/v1/chat/completions" if kind == "openai" else "/v1/responses")
         assert received.json["model"] == UPSTREAM_MODEL
         assert received.headers["authorization"] == f"Bearer {route.credential}"
     elif kind == "anthropic":
@@ -71,6 +71,12 @@ def assert_upstream_call(kind: str, fake, route) -> dict:
 
 def upstream_tool_result(kind: str, body: dict) -> str:
     """The text of the tool result the upstream received, found in its own format."""
+    if kind == "openai-responses":
+        results = [
+            item for item in body["input"] if item.get("type") in ("function_call_output", "custom_tool_call_output")
+        ]
+        assert results, body["input"]
+        return str(results[-1]["output"])
     if kind == "openai":
         results = [m for m in body["messages"] if m["role"] == "tool"]
         assert results, body["messages"]
@@ -90,6 +96,11 @@ def upstream_tool_result(kind: str, body: dict) -> str:
 
 def upstream_image(kind: str, body: dict) -> str:
     """The base64 data of the image the upstream received."""
+    if kind == "openai-responses":
+        parts = [p for item in body["input"] if isinstance(item.get("content"), list) for p in item["content"]]
+        url = next(p["image_url"] for p in parts if p.get("type") == "input_image")
+        assert url.startswith("data:image/png;base64,")
+        return url.split(",", 1)[1]
     if kind == "openai":
         parts = [p for m in body["messages"] if isinstance(m.get("content"), list) for p in m["content"]]
         url = next(p["image_url"]["url"] for p in parts if p.get("type") == "image_url")

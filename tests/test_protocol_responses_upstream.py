@@ -47,7 +47,6 @@ from gateway.protocols.conversation import (
 )
 from gateway.providers.http import iter_sse_data
 from tests import fake_responses
-from tests import fake_upstream as fake_upstream_module
 from tests.fake_upstream import DEFAULT_REPLY, Behaviour, words
 from tests.fake_upstream import ToolCall as FakeToolCall
 
@@ -704,7 +703,12 @@ def test_a_passthrough_request_goes_as_sent_but_for_the_model_and_store():
     )
     assert request.url == "https://api.openai.com/v1/responses"
     assert request.headers["Authorization"] == f"Bearer {SECRET}"
-    assert orjson.loads(request.body) == {**CODEX_BODY, "model": "gpt-5-codex", "store": False}
+    hosted = [tool for tool in CODEX_BODY["tools"] if tool["type"] not in ("function", "custom")]
+    kept = [tool for tool in CODEX_BODY["tools"] if tool["type"] in ("function", "custom")]
+    assert hosted, "Codex sends a hosted web_search tool"
+    # Hosted tools would run on Beluga's OpenAI account, unpriced: left out and named.
+    assert orjson.loads(request.body) == {**CODEX_BODY, "model": "gpt-5-codex", "store": False, "tools": kept}
+    assert request.dropped == [f"tools.{tool['type']}" for tool in hosted]
 
 
 def test_reasoning_beluga_sealed_goes_back_to_openai_unsealed_and_other_providers_is_left_out():
@@ -821,14 +825,8 @@ def test_encrypted_reasoning_comes_back_through_an_anthropic_client():
 
 
 @pytest.fixture
-def responses_upstream(fake_upstream, monkeypatch):
-    """The fake upstream, answering paths ending /responses with tests/fake_responses.py."""
-    wire_for = fake_upstream_module._wire_for
-
-    def dispatch(path: str):
-        return fake_responses if path.split("?", 1)[0].rstrip("/").endswith("/responses") else wire_for(path)
-
-    monkeypatch.setattr(fake_upstream_module, "_wire_for", dispatch)
+def responses_upstream(fake_upstream):
+    """The fake upstream: paths ending /responses speak tests/fake_responses.py."""
     return fake_upstream
 
 

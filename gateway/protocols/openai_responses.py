@@ -927,3 +927,32 @@ class StreamWriter:
 
 def error_body(error: ApiError) -> tuple[int, dict]:
     return error.status, error.body()
+
+
+# The upstream side (an upstream of kind `openai-responses`), kept in its own file for size.
+from gateway.protocols.openai_responses_upstream import (  # noqa: E402
+    PassthroughFramer,
+    StreamReader,
+    build_request,
+    passthrough_check,
+    passthrough_reply,
+    passthrough_request,
+    read_error,
+    read_reply,
+)
+
+__all__ = [
+    "PassthroughFramer",
+    "ResponsesConversation",
+    "StreamReader",
+    "StreamWriter",
+    "build_request",
+    "error_body",
+    "passthrough_check",
+    "passthrough_reply",
+    "passthrough_request",
+    "read_error",
+    "read_reply",
+    "read_request",
+    "write_reply",
+]

@@ -499,8 +499,26 @@ def passthrough_request(body: dict, *, route: RouteTarget, stream: bool, client_
     if isinstance(body.get("input"), list):
         items = [_unsealed(item) for item in body["input"]]
         outbound["input"] = [item for item in items if item is not None]
+    dropped: list[str] = []
+    if isinstance(body.get("tools"), list):
+        # Hosted tools (web search, file search, code interpreter, ...) run on
+        # Beluga's OpenAI account, unpriced, and file search would reach its
+        # vector stores: left out, as on translated calls.
+        outbound["tools"] = []
+        for tool in body["tools"]:
+            kind = tool.get("type") if isinstance(tool, dict) else None
+            if kind in ("function", "custom"):
+                outbound["tools"].append(tool)
+            else:
+                dropped.append(f"tools.{kind}")
+        if not outbound["tools"]:
+            del outbound["tools"]
+            outbound.pop("tool_choice", None)
     return UpstreamRequest(
-        url=f"{route.base_url}/responses", headers=_headers(route, stream=stream), body=orjson.dumps(outbound)
+        url=f"{route.base_url}/responses",
+        headers=_headers(route, stream=stream),
+        body=orjson.dumps(outbound),
+        dropped=dropped,
     )
 
 
