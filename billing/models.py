@@ -17,19 +17,26 @@ class UsageRecord(models.Model):
     upstream = models.CharField(max_length=64, blank=True)
     upstream_model = models.CharField(max_length=200, blank=True)
     endpoint = models.CharField(max_length=64)
+    # Database defaults on the columns added after the first release, so that
+    # instances still running the previous code keep inserting during a rolling deploy.
     protocol = models.CharField(
-        max_length=32, blank=True, help_text="The client's protocol: openai.chat, anthropic.messages, gemini, ..."
+        max_length=32,
+        blank=True,
+        db_default="",
+        help_text="The client's protocol: openai.chat, anthropic.messages, gemini, ...",
     )
-    upstream_kind = models.CharField(max_length=16, blank=True, help_text="The protocol the upstream was called in.")
+    upstream_kind = models.CharField(
+        max_length=16, blank=True, db_default="", help_text="The protocol the upstream was called in."
+    )
     stream = models.BooleanField(default=False)
     status_code = models.PositiveSmallIntegerField()
     error_type = models.CharField(max_length=64, blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     # Parts of the two counts above, priced apart where the model has a price for them.
-    cached_tokens = models.PositiveIntegerField(default=0, help_text="Prompt tokens read from the provider's cache.")
-    cache_write_tokens = models.PositiveIntegerField(default=0, help_text="Prompt tokens written to the cache.")
-    reasoning_tokens = models.PositiveIntegerField(default=0, help_text="Completion tokens spent reasoning.")
+    cached_tokens = models.PositiveIntegerField(db_default=0, help_text="Prompt tokens read from the provider's cache.")
+    cache_write_tokens = models.PositiveIntegerField(db_default=0, help_text="Prompt tokens written to the cache.")
+    reasoning_tokens = models.PositiveIntegerField(db_default=0, help_text="Completion tokens spent reasoning.")
     # True when the upstream gave no usage (client hung up mid-stream, upstream
     # cut off) and the tokens were counted by Beluga from what was delivered.
     usage_estimated = models.BooleanField(default=False)
