@@ -28,6 +28,7 @@ from accounts.limits import BUCKET_CHAT, rate_limit_hit
 from accounts.services import AuthenticatedKey, KeyRejected, api_key_authenticate
 from billing.pricing import token_cost
 from billing.services import usage_record
+from catalog.models import CHAT_CATEGORIES
 from catalog.selectors import ModelInfo, RouteTarget, model_get, route_pick
 from gateway.errors import (
     ApiError,
@@ -232,6 +233,13 @@ def model_call(
         found = model_get(slug=slug)
         if found is None:
             raise NotFound(f"The model '{slug}' does not exist.", param="model", code="model_not_found")
+        if found.category not in CHAT_CATEGORIES:
+            raise InvalidRequest(
+                f"The model '{found.slug}' is a{'n' if found.category[0] in 'aeiou' else ''} {found.category} model;"
+                " this endpoint serves chat models.",
+                param="model",
+                code="model_not_supported",
+            )
         route = route_pick(model=found)
         if route is None:
             raise UpstreamError(f"No upstream is available for '{found.slug}' right now.", status=503)

@@ -12,6 +12,7 @@ import pytest
 from django.conf import settings
 
 from billing.models import UsageRecord
+from catalog.selectors import catalog_cache_clear
 from tests.fake_upstream import words
 from tests.fixtures_gateway import MODEL_ID, chat_body, error_of, post_chat, sse_chunks, sse_payloads
 
@@ -349,3 +350,18 @@ def test_failed_upstream_call_is_sent_once_and_the_next_call_works(client, chat_
     assert after.status_code == 200
     # One upstream request per client request: no hidden retry that could answer or bill twice.
     assert len(fake_upstream.chat_requests) == 2
+
+
+@pytest.mark.parametrize("category", ["image", "embedding", "audio-tts"])
+def test_a_model_that_is_not_for_chat_is_refused_before_any_upstream_call(
+    client, chat_route, raw_key, fake_upstream, category
+):
+    chat_route.model.category = category
+    chat_route.model.save()
+    catalog_cache_clear()
+    response = post_chat(client, raw_key, chat_body())
+    assert response.status_code == 400
+    error = error_of(response)
+    assert (error["code"], error["param"]) == ("model_not_supported", "model")
+    assert category in error["message"]
+    assert not fake_upstream.requests
