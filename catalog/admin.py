@@ -82,7 +82,7 @@ class CatalogCacheClearMixin:
 class RouteInline(admin.TabularInline):
     model = Route
     fk_name = "model"
-    fields = ("upstream", "upstream_model", "priority", "weight", "enabled")
+    fields = ("upstream", "upstream_model", "priority", "weight", "enabled", "params")
     autocomplete_fields = ("upstream",)
     extra = 0
 

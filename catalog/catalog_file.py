@@ -24,6 +24,8 @@ works too) of this shape::
         list_price: {input_per_1m: 0, output_per_1m: 0}    # official price, integer micro-USD
         routes:
           - {upstream: local-a, upstream_model: gpt-4o-mini, priority: 0, weight: 1, enabled: true}
+          # params: merged into the upstream request body (its own protocol), over the client's values
+          - {upstream: anthropic, upstream_model: claude-x, params: {thinking: {type: enabled, budget_tokens: 8192}}}
 
 Price keys: input_per_1m, output_per_1m (per 1M tokens), per_image,
 per_video_second, per_1m_chars (TTS), per_minute (STT); optional
@@ -71,7 +73,7 @@ _MODEL_KEYS = (
     "list_price",
     "routes",
 )
-_ROUTE_KEYS = ("upstream", "upstream_model", "priority", "weight", "enabled")
+_ROUTE_KEYS = ("upstream", "upstream_model", "priority", "weight", "enabled", "params")
 _SLUG_RE = re.compile(r"[-a-zA-Z0-9_]+")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SMALLINT_MAX = 32767
@@ -332,6 +334,11 @@ class _Validator:
                 )
         if "enabled" in entry:
             fields["enabled"] = self.boolean(entry["enabled"], f"{path}.enabled")
+        if "params" in entry:
+            if isinstance(entry["params"], dict):
+                fields["params"] = entry["params"]
+            else:
+                self.error(f"{path}.params", "must be a mapping (merged into the upstream request body)")
         return RouteSpec(path=path, upstream=upstream, fields=fields) if upstream else None
 
 

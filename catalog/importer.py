@@ -233,6 +233,7 @@ def catalog_export() -> dict:
                         "priority": r.priority,
                         "weight": r.weight,
                         "enabled": r.enabled,
+                        **({"params": r.params} if r.params else {}),
                     }
                     for r in sorted(m.routes.all(), key=lambda r: (r.priority, r.pk))
                 ],

@@ -111,6 +111,13 @@ class Route(models.Model):
     priority = models.PositiveSmallIntegerField(default=0, help_text="Lower is tried first.")
     weight = models.PositiveSmallIntegerField(default=1, help_text="Share of traffic among equal priorities.")
     enabled = models.BooleanField(default=True)
+    params = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="JSON object merged into the upstream request body, in the upstream's own protocol, "
+        "over what the client sent (the route's values win), e.g. thinking on for a '-thinking' model: "
+        '{"thinking": {"type": "enabled", "budget_tokens": 8192}, "temperature": 1}.',
+    )
 
     class Meta:
         ordering = ["model", "priority", "id"]

@@ -35,6 +35,7 @@ class RouteTarget:
     upstream_model: str
     priority: int
     weight: int
+    params: dict = field(default_factory=dict)  # merged into the upstream body, over the client's values
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,7 @@ def _load() -> dict[str, ModelInfo]:
                 upstream_model=route.upstream_model,
                 priority=route.priority,
                 weight=route.weight,
+                params=route.params if isinstance(route.params, dict) else {},
             )
         )
     models = {}

@@ -39,7 +39,14 @@ from gateway.errors import (
     RateLimited,
     UpstreamError,
 )
-from gateway.protocols import UpstreamRequest, anthropic_messages, gemini, openai_chat, openai_responses
+from gateway.protocols import (
+    UpstreamRequest,
+    anthropic_messages,
+    gemini,
+    openai_chat,
+    openai_responses,
+    request_with_route_params,
+)
 from gateway.protocols.conversation import Conversation, Image, Reply, ToolResult, Usage
 from gateway.providers import openai as openai_adapter
 from gateway.providers.http import post, session_for
@@ -486,6 +493,7 @@ def _passthrough(ctx: CallContext, body: dict, client_headers, writer_options: d
     """
     module = ctx.inbound.module
     outbound = module.passthrough_request(body, route=ctx.route, stream=ctx.stream, client_headers=client_headers)
+    request_with_route_params(outbound, ctx.route.params)
     upstream, upstream_started = _send(
         ctx, stream=ctx.stream, call=lambda: _post(ctx, outbound), read_error=module.read_error
     )
@@ -520,6 +528,7 @@ def _translated(ctx: CallContext, conversation: Conversation, writer_options: di
             param="n",
         )
     outbound = upstream_protocol.build_request(conversation, route=ctx.route, stream=ctx.stream)
+    request_with_route_params(outbound, ctx.route.params)
     upstream, upstream_started = _send(
         ctx, stream=ctx.stream, call=lambda: _post(ctx, outbound), read_error=upstream_protocol.read_error
     )

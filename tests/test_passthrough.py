@@ -12,6 +12,7 @@ import json
 import pytest
 
 from billing.models import UsageRecord
+from catalog.selectors import catalog_cache_clear
 from tests import fake_anthropic
 from tests.fake_upstream import DEFAULT_PROMPT_TOKENS, DEFAULT_REPLY, words
 from tests.fixtures_gateway import MODEL_ID, UPSTREAM_MODEL, expected_cost, sse_payloads
@@ -120,3 +121,57 @@ def test_gemini_request_reaches_a_gemini_upstream_as_sent(client, route_to, raw_
     assert text == DEFAULT_REPLY
     record = UsageRecord.objects.get()
     assert (record.protocol, record.upstream_kind, record.status_code) == ("gemini", "gemini", 200)
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "params", "expect"),
+    [
+        # fast path: OpenAI chat to an OpenAI upstream
+        ("openai", "/v1/chat/completions", {"reasoning_effort": "high"}, {"reasoning_effort": "high"}),
+        # translated: OpenAI chat to Anthropic; the route's value wins over the client's temperature
+        (
+            "anthropic",
+            "/v1/chat/completions",
+            {"thinking": {"type": "enabled", "budget_tokens": 1024}, "temperature": 1},
+            {"thinking": {"type": "enabled", "budget_tokens": 1024}, "temperature": 1},
+        ),
+        # passthrough: Anthropic to Anthropic, nested objects merged
+        ("anthropic", "/v1/messages", {"metadata": {"user_id": "route"}}, {"metadata": {"user_id": "route"}}),
+        # translated to Gemini: nested into generationConfig beside what the writer set
+        (
+            "gemini",
+            "/v1/chat/completions",
+            {"generationConfig": {"thinkingConfig": {"thinkingBudget": 0}}},
+            {"generationConfig": {"thinkingConfig": {"thinkingBudget": 0}}},
+        ),
+    ],
+)
+def test_route_params_are_merged_into_the_upstream_request(
+    client, route_to, raw_key, fake_upstream, kind, path, params, expect
+):
+    route = route_to(kind)
+    route.route.params = params
+    route.route.save()
+    catalog_cache_clear()
+    if path == "/v1/messages":
+        body = {"model": MODEL_ID, "max_tokens": 300, "messages": [{"role": "user", "content": "Hi"}]}
+        headers = {"x-api-key": raw_key}
+    else:
+        body = {
+            "model": MODEL_ID,
+            "messages": [{"role": "user", "content": "Hi"}],
+            "temperature": 0.3,
+            "max_tokens": 2000,
+        }
+        headers = {"Authorization": f"Bearer {raw_key}"}
+    response = post(client, path, body, raw_key, **headers)
+    assert response.status_code == 200, response.content
+    sent = fake_upstream.requests[-1].json
+    for key, value in expect.items():
+        if isinstance(value, dict):
+            for inner, inner_value in value.items():
+                assert sent[key][inner] == inner_value, sent
+        else:
+            assert sent[key] == value, sent
+    if kind == "gemini":
+        assert sent["generationConfig"]["maxOutputTokens"] == 2000  # the writer's own fields kept beside the route's

@@ -46,6 +46,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import orjson
+
 
 @dataclass(slots=True)
 class UpstreamRequest:
@@ -53,3 +55,24 @@ class UpstreamRequest:
     headers: dict[str, str]
     body: bytes
     dropped: list[str] = field(default_factory=list)
+
+
+def with_route_params(params: dict, body: dict) -> dict:
+    """`body` with a route's `params` merged in: nested objects merge, the route's values win.
+
+    A route states what its public model means in the upstream's own protocol
+    (thinking on for a '-thinking' model, off for a '-nothinking' one), so a
+    client's own value for the same field gives way.
+    """
+    merged = dict(body)
+    for key, value in params.items():
+        current = merged.get(key)
+        both_objects = isinstance(current, dict) and isinstance(value, dict)
+        merged[key] = with_route_params(value, current) if both_objects else value
+    return merged
+
+
+def request_with_route_params(request: UpstreamRequest, params: dict) -> UpstreamRequest:
+    if params:
+        request.body = orjson.dumps(with_route_params(params, orjson.loads(request.body)))
+    return request

@@ -11,6 +11,7 @@ import requests
 
 from catalog.selectors import RouteTarget
 from gateway.errors import ApiError, InvalidRequest, RateLimited, UpstreamError
+from gateway.protocols import with_route_params
 from gateway.protocols.conversation import Usage
 from gateway.providers.http import post, session_for
 
@@ -21,7 +22,7 @@ def chat_send(*, route: RouteTarget, body: dict, stream: bool, request_id: str) 
     The customer's key never leaves Beluga: headers are built from scratch.
     Raises UpstreamError when the upstream cannot be reached or times out.
     """
-    payload = dict(body)
+    payload = with_route_params(route.params, body) if route.params else dict(body)
     payload["model"] = route.upstream_model
     if stream:
         # Ask for the usage chunk so a stream can be priced exactly.
