@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import anthropic
 import orjson
@@ -40,6 +38,7 @@ from gateway.protocols.conversation import (
 )
 from gateway.providers.http import iter_sse_data
 from tests import fake_anthropic
+from tests.canned_server import CannedServer
 from tests.fake_upstream import Behaviour
 from tests.fake_upstream import ToolCall as FakeToolCall
 
@@ -1008,33 +1007,11 @@ def test_build_request_and_stream_reader_against_the_fake_upstream(fake_upstream
 # --- the anthropic SDK reads what Beluga writes -------------------------------------------------------------
 
 
-class _Canned(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format, *args):  # noqa: A002 - stdlib signature
-        pass
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        status, content_type, payload = self.server.answer  # type: ignore[attr-defined]
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-
 @pytest.fixture
 def canned():
     """A server on 127.0.0.1 answering every POST with `server.answer` = (status, content type, bytes)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Canned)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    client = anthropic.Anthropic(base_url=f"http://127.0.0.1:{server.server_address[1]}", api_key="x", max_retries=0)
-    yield server, client
-    server.shutdown()
-    server.server_close()
+    with CannedServer() as server:
+        yield server, anthropic.Anthropic(base_url=server.base_url, api_key="x", max_retries=0)
 
 
 SDK_ARGS = {"model": "claude-public", "max_tokens": 100, "messages": [{"role": "user", "content": "Hi"}]}

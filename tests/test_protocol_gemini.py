@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 import pytest
@@ -44,6 +42,7 @@ from gateway.protocols.conversation import (
     UsageReport,
 )
 from tests import fake_gemini
+from tests.canned_server import CannedServer
 from tests.fake_upstream import Behaviour, words
 from tests.fake_upstream import ToolCall as FakeToolCall
 
@@ -1253,37 +1252,11 @@ def test_embeddings_are_batched():
 # --- the google-genai SDK reads what the writers write ----------------------------------
 
 
-class _Canned(BaseHTTPRequestHandler):
-    """Answers every request with the server's canned (status, content type, body); keeps what it received."""
-
-    def log_message(self, format, *args):  # noqa: A002 - stdlib signature
-        pass
-
-    def _answer(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        self.server.received.append((self.command, self.path, self.rfile.read(length) if length else b""))
-        status, content_type, body = self.server.canned
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = _answer
-
-
 @pytest.fixture
 def sdk():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Canned)
-    server.received = []
-    server.canned = (200, "application/json", b"{}")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    client = genai.Client(api_key="x", http_options=genai_types.HttpOptions(base_url=base_url, timeout=10_000))
-    yield client, server
-    server.shutdown()
-    server.server_close()
+    with CannedServer() as server:
+        http_options = genai_types.HttpOptions(base_url=server.base_url, timeout=10_000)
+        yield genai.Client(api_key="x", http_options=http_options), server
 
 
 def tools_config() -> genai_types.GenerateContentConfig:
@@ -1312,7 +1285,7 @@ def test_the_sdk_reads_a_whole_reply_and_its_request_reads_back(sdk):
         stop_reason=TOOL_CALLS,
         usage=Usage(input_tokens=20, output_tokens=8, cached_input_tokens=5, reasoning_tokens=3),
     )
-    server.canned = (
+    server.answer = (
         200,
         "application/json",
         orjson.dumps(gemini.write_reply(reply, model="test-model", request_id="req_9")),
@@ -1328,7 +1301,7 @@ def test_the_sdk_reads_a_whole_reply_and_its_request_reads_back(sdk):
     assert (usage.cached_content_token_count, usage.total_token_count) == (5, 28)
     assert (response.model_version, response.response_id) == ("test-model", "req_9")
 
-    method, path, body = server.received[-1]
+    method, path, body = server.requests[-1]
     assert (method, path) == ("POST", "/v1beta/models/test-model:generateContent")
     conversation = gemini.read_request(json.loads(body), model="test-model", stream=False)
     assert conversation.messages == [Message("user", [Text("Weather in Paris?")])]
@@ -1347,9 +1320,9 @@ def test_the_sdk_reads_a_stream_and_its_chat_keeps_the_turn(sdk):
         Finish(STOP),
         UsageReport(Usage(input_tokens=6, output_tokens=3)),
     ]
-    server.canned = (200, "text/event-stream", run(writer(), events))
+    server.answer = (200, "text/event-stream", run(writer(), events))
     chunks = list(client.models.generate_content_stream(model="test-model", contents="Hi"))
-    assert server.received[-1][1] == "/v1beta/models/test-model:streamGenerateContent?alt=sse"
+    assert server.requests[-1][1] == "/v1beta/models/test-model:streamGenerateContent?alt=sse"
     assert [c.text for c in chunks] == ["Hello", " from", " Beluga"]
     assert chunks[-1].candidates[0].finish_reason == genai_types.FinishReason.STOP
     assert (chunks[-1].usage_metadata.prompt_token_count, chunks[-1].usage_metadata.candidates_token_count) == (6, 3)
@@ -1372,7 +1345,7 @@ def test_the_sdk_reads_a_streamed_function_call(sdk):
         Finish(TOOL_CALLS),
         UsageReport(Usage(input_tokens=6, output_tokens=9, reasoning_tokens=4)),
     ]
-    server.canned = (200, "text/event-stream", run(writer(), events))
+    server.answer = (200, "text/event-stream", run(writer(), events))
     chunks = list(client.models.generate_content_stream(model="test-model", contents="Weather?", config=tools_config()))
     assert [c.candidates[0].content.parts[0].thought for c in chunks] == [True, None]
     final = chunks[-1]
@@ -1384,7 +1357,7 @@ def test_the_sdk_reads_a_streamed_function_call(sdk):
 
 def test_the_sdk_sees_an_error_written_mid_stream(sdk):
     client, server = sdk
-    server.canned = (
+    server.answer = (
         200,
         "text/event-stream",
         run(writer(), [Start(), TextDelta("Hel")], error="The connection broke."),
@@ -1406,7 +1379,7 @@ def test_the_sdk_sees_an_error_written_mid_stream(sdk):
 def test_the_sdk_reads_googles_error_shape_and_the_model_list(sdk):
     client, server = sdk
     status, body = gemini.error_body(RateLimited("Slow down."))
-    server.canned = (status, "application/json", orjson.dumps(body))
+    server.answer = (status, "application/json", orjson.dumps(body))
     with pytest.raises(genai_errors.ClientError) as caught:
         client.models.generate_content(model="test-model", contents="Hi")
     assert (caught.value.code, caught.value.status, caught.value.message) == (429, "RESOURCE_EXHAUSTED", "Slow down.")
@@ -1419,7 +1392,7 @@ def test_the_sdk_reads_googles_error_shape_and_the_model_list(sdk):
         output_token_limit=100,
         methods=["generateContent"],
     )
-    server.canned = (200, "application/json", orjson.dumps(gemini.write_model_list([model], None)))
+    server.answer = (200, "application/json", orjson.dumps(gemini.write_model_list([model], None)))
     listed = list(client.models.list())
     assert [(m.name, m.display_name, m.input_token_limit, m.supported_actions) for m in listed] == [
         ("models/test-model", "Test", 1000, ["generateContent"])

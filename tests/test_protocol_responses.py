@@ -6,9 +6,6 @@ read by the SDK itself from a real HTTP server on 127.0.0.1.
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import openai
 import orjson
 import pytest
@@ -34,6 +31,7 @@ from gateway.protocols.conversation import (
     Usage,
     UsageReport,
 )
+from tests.canned_server import CannedServer
 
 EVENT = TypeAdapter(ResponseStreamEvent)
 REQUEST_ID = "req_0123456789abcdef01234567"
@@ -990,42 +988,18 @@ def test_the_final_streamed_response_matches_the_whole_reply():
 
 @pytest.fixture
 def served():
-    """A 127.0.0.1 server answering POST /v1/responses with the bytes put in `served.body`."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's name
-            length = int(self.headers.get("Content-Length", 0))
-            state.requests.append(orjson.loads(self.rfile.read(length)))
-            self.send_response(200)
-            self.send_header("Content-Type", state.content_type)
-            self.send_header("Content-Length", str(len(state.body)))
-            self.end_headers()
-            self.wfile.write(state.body)
-
-        def log_message(self, *args):
-            pass
-
-    class State:
-        body = b""
-        content_type = "text/event-stream"
-        requests: list = []
-
-    state = State()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.client = openai.OpenAI(base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", api_key="x", max_retries=0)
-    yield state
-    server.shutdown()
-    server.server_close()
+    """A 127.0.0.1 server answering POST /v1/responses with `server.answer` = (status, content type, bytes)."""
+    with CannedServer() as server:
+        yield server, openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="x", max_retries=0)
 
 
 def test_the_sdk_reads_a_text_stream(served):
-    served.body = stream(TEXT_EVENTS)
-    events = list(served.client.responses.create(model="public-model", input="hi", stream=True))
+    server, client = served
+    server.answer = (200, "text/event-stream", stream(TEXT_EVENTS))
+    events = list(client.responses.create(model="public-model", input="hi", stream=True))
     assert events[-1].type == "response.completed"
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "Hello"
-    with served.client.responses.stream(model="public-model", input="hi") as events:
+    with client.responses.stream(model="public-model", input="hi") as events:
         final = events.get_final_response()
     assert final.output_text == "Hello"
     assert (final.usage.input_tokens, final.usage.output_tokens, final.usage.input_tokens_details.cached_tokens) == (
@@ -1036,6 +1010,7 @@ def test_the_sdk_reads_a_text_stream(served):
 
 
 def test_the_sdk_reads_a_function_call_stream(served):
+    server, client = served
     tools = [
         {
             "type": "function",
@@ -1043,8 +1018,8 @@ def test_the_sdk_reads_a_function_call_stream(served):
             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
         }
     ]
-    served.body = stream(CALL_EVENTS, conversation=read(tools=tools))
-    with served.client.responses.stream(model="public-model", input="weather?", tools=tools) as events:
+    server.answer = (200, "text/event-stream", stream(CALL_EVENTS, conversation=read(tools=tools)))
+    with client.responses.stream(model="public-model", input="weather?", tools=tools) as events:
         deltas = [e.delta for e in events if e.type == "response.function_call_arguments.delta"]
         final = events.get_final_response()
     assert deltas == ['{"city":', '"Paris"}']
@@ -1059,16 +1034,18 @@ def test_the_sdk_reads_a_function_call_stream(served):
 
 
 def test_the_sdk_reads_a_reasoning_stream(served):
-    served.body = stream(REASONING_EVENTS)
-    with served.client.responses.stream(model="public-model", input="q") as events:
+    server, client = served
+    server.answer = (200, "text/event-stream", stream(REASONING_EVENTS))
+    with client.responses.stream(model="public-model", input="q") as events:
         summary = "".join(e.delta for e in events if e.type == "response.reasoning_summary_text.delta")
         final = events.get_final_response()
     assert (summary, final.output_text, final.output[0].type) == ("Thinking", "Answer", "reasoning")
 
 
 def test_the_sdk_reads_a_whole_response(served):
+    server, client = served
     reply = Reply(id="x", model="m", parts=[Text("Hi there")], stop_reason="stop", usage=USAGE)
-    served.body = orjson.dumps(responses.write_reply(reply, model="public-model", request_id=REQUEST_ID))
-    served.content_type = "application/json"
-    response = served.client.responses.create(model="public-model", input="hi")
+    body = orjson.dumps(responses.write_reply(reply, model="public-model", request_id=REQUEST_ID))
+    server.answer = (200, "application/json", body)
+    response = client.responses.create(model="public-model", input="hi")
     assert (response.output_text, response.status, response.usage.total_tokens) == ("Hi there", "completed", 150)

@@ -9,8 +9,6 @@ real HTTP server on 127.0.0.1.
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import openai
 import orjson
@@ -47,6 +45,7 @@ from gateway.protocols.conversation import (
 )
 from gateway.providers.http import iter_sse_data
 from tests import fake_responses
+from tests.canned_server import CannedServer
 from tests.fake_upstream import DEFAULT_REPLY, Behaviour, words
 from tests.fake_upstream import ToolCall as FakeToolCall
 
@@ -852,39 +851,17 @@ def test_build_request_read_reply_and_stream_reader_against_the_fake_upstream(re
     assert isinstance(error, RateLimited)
 
 
-class _Canned(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format, *args):  # noqa: A002 - stdlib signature
-        pass
-
-    def do_POST(self):  # noqa: N802 - http.server's name
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        content_type, payload = self.server.answer  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-
 @pytest.fixture
 def canned():
-    """A server on 127.0.0.1 answering every POST with `server.answer` = (content type, bytes)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Canned)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", api_key="x", max_retries=0)
-    yield server, client
-    server.shutdown()
-    server.server_close()
+    """A server on 127.0.0.1 answering every POST with `server.answer` = (status, content type, bytes)."""
+    with CannedServer() as server:
+        yield server, openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="x", max_retries=0)
 
 
 def test_the_sdk_reads_a_forwarded_stream(canned):
     server, client = canned
     b, extra = BEHAVIOURS["reasoning"]
-    server.answer = ("text/event-stream", framed(b, extra))
+    server.answer = (200, "text/event-stream", framed(b, extra))
     events = list(client.responses.create(model="codex-public", input="hi", stream=True))
     assert events[0].type == "response.created" and events[-1].type == "response.completed"
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == DEFAULT_REPLY
@@ -901,7 +878,7 @@ def test_the_sdk_reads_a_forwarded_stream(canned):
 def test_the_sdk_reads_a_forwarded_function_call_stream(canned):
     server, client = canned
     b, extra = BEHAVIOURS["tools"]
-    server.answer = ("text/event-stream", framed(b, extra))
+    server.answer = (200, "text/event-stream", framed(b, extra))
     with client.responses.stream(model="codex-public", input="weather?") as stream:
         deltas = [e.delta for e in stream if e.type == "response.function_call_arguments.delta"]
         final = stream.get_final_response()
@@ -914,7 +891,7 @@ def test_the_sdk_reads_a_forwarded_function_call_stream(canned):
 
 def test_the_sdk_sees_the_response_fail_when_the_upstream_broke_off(canned):
     server, client = canned
-    server.answer = ("text/event-stream", framed(Behaviour(), {}, cut=5, error="The connection broke."))
+    server.answer = (200, "text/event-stream", framed(Behaviour(), {}, cut=5, error="The connection broke."))
     events = list(client.responses.create(model="codex-public", input="hi", stream=True))
     assert events[-1].type == "response.failed" and events[-1].response.error.message == "The connection broke."
     assert [e.sequence_number for e in events] == list(range(6))
@@ -924,7 +901,7 @@ def test_the_sdk_reads_a_forwarded_whole_response(canned):
     server, client = canned
     b, extra = BEHAVIOURS["tools"]
     data = fake_responses.reply_json(PATH, {"model": "gpt-5-codex", **extra}, b)
-    server.answer = ("application/json", orjson.dumps(upstream.passthrough_reply(data, model="codex-public")))
+    server.answer = (200, "application/json", orjson.dumps(upstream.passthrough_reply(data, model="codex-public")))
     response = client.responses.create(model="codex-public", input="weather?")
     assert response.model == "codex-public" and response.status == "completed"
     assert [item.type for item in response.output] == ["function_call", "function_call"]
