@@ -560,7 +560,7 @@ def test_an_empty_stream_still_starts_and_ends_the_message():
         (RateLimited("slow down"), 429, "rate_limit_error"),
         (ApiError("bug", status=500), 500, "api_error"),
         (UpstreamError("provider failed"), 502, "api_error"),
-        (UpstreamError("overloaded", status=503), 503, "overloaded_error"),
+        (UpstreamError("overloaded", status=503), 529, "overloaded_error"),
         (ApiError("timeout", status=504), 504, "timeout_error"),
     ],
 )
@@ -1099,7 +1099,7 @@ def test_the_sdk_parses_a_whole_reply_and_a_token_count(canned):
     [
         (InvalidRequest("messages: bad"), anthropic.BadRequestError),
         (RateLimited("slow down"), anthropic.RateLimitError),
-        (UpstreamError("overloaded", status=503), anthropic.InternalServerError),
+        (UpstreamError("overloaded", status=503), anthropic._exceptions.OverloadedError),
     ],
 )
 def test_the_sdk_raises_its_own_exception_for_beluga_errors(canned, error, exception):

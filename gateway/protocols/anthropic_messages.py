@@ -552,6 +552,9 @@ def error_body(error: ApiError, *, request_id: str | None = None) -> tuple[int, 
     """Status and Anthropic-shaped body: {"type": "error", "error": {"type", "message"}, "request_id"}."""
     status = error.status
     kind = ERROR_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
+    if status == 503:
+        # Anthropic's own status for "temporarily overloaded, retry": Claude Code and the SDKs back off on it.
+        status = 529
     body: dict = {"type": "error", "error": {"type": kind, "message": error.message}}
     if request_id:
         body["request_id"] = request_id
