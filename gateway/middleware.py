@@ -6,10 +6,19 @@ import logging
 import re
 import secrets
 
+import orjson
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 
-from gateway.errors import ApiError, InternalError, NotFound, PayloadTooLarge, PermissionDenied, error_response
+from gateway.errors import (
+    ApiError,
+    InternalError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    error_response,
+)
 
 logger = logging.getLogger("beluga.gateway")
 
@@ -88,6 +97,11 @@ class RequestIdMiddleware:
             return None
         if isinstance(exc, ApiError):
             return api_error_response(request, exc)
+        if isinstance(exc, orjson.JSONEncodeError):
+            # orjson writes at most 255 levels of nesting (it reads 1,024): a body it read may not go back out.
+            message = "The request's JSON is nested too deeply (255 levels at most)."
+            nested = InvalidRequest(message, code="invalid_json")
+            return api_error_response(request, nested)
         if isinstance(exc, RequestDataTooBig):
             return api_error_response(request, PayloadTooLarge("Request body is too large."))
         if isinstance(exc, Http404):

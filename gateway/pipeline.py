@@ -164,15 +164,25 @@ def conversation_chars(conversation: Conversation) -> int:
     return total
 
 
-def text_chars(value, key: str = "") -> int:
-    """Characters of text anywhere in a JSON request (inline data and signatures left out), for estimates."""
-    if isinstance(value, str):
-        return 0 if key in ("data", "signature", "thoughtSignature", "url", "uri", "fileUri") else len(value)
-    if isinstance(value, dict):
-        return sum(text_chars(item, name) for name, item in value.items())
-    if isinstance(value, list):
-        return sum(text_chars(item, key) for item in value)
-    return 0
+SKIPPED_TEXT_KEYS = frozenset({"data", "signature", "thoughtSignature", "url", "uri", "fileUri"})
+
+
+def text_chars(value) -> int:
+    """Characters of text anywhere in a JSON request (inline data and signatures left out), for estimates.
+
+    Walks with a stack, not recursion: a client's deeply nested JSON must not end in a RecursionError.
+    """
+    total = 0
+    stack = [("", value)]
+    while stack:
+        key, item = stack.pop()
+        if isinstance(item, str):
+            total += 0 if key in SKIPPED_TEXT_KEYS else len(item)
+        elif isinstance(item, dict):
+            stack.extend(item.items())
+        elif isinstance(item, list):
+            stack.extend((key, element) for element in item)
+    return total
 
 
 def prompt_chars(body: dict) -> int:
@@ -478,8 +488,22 @@ def _priced_json(ctx: CallContext, reply: Reply, body: dict, upstream_ms: int) -
     estimated = reply.usage is None
     if reply.usage is None:
         reply.usage = _estimated_usage(ctx, reply.output_chars)
+    try:
+        content = orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        # The answer echoes something of the request orjson cannot write (nested past 255 levels): the
+        # provider did the work, so the call is recorded and priced, and the client told why it got no answer.
+        _record(
+            ctx,
+            usage=reply.usage,
+            estimated=estimated,
+            status_code=400,
+            error_type="invalid_json",
+            upstream_latency_ms=upstream_ms,
+        )
+        raise
     cost = _record(ctx, usage=reply.usage, estimated=estimated, status_code=200, upstream_latency_ms=upstream_ms)
-    response = HttpResponse(orjson.dumps(body), content_type="application/json")
+    response = HttpResponse(content, content_type="application/json")
     response["X-Request-Cost-Micro-Usd"] = str(cost)
     return response
 

@@ -175,3 +175,25 @@ def test_route_params_are_merged_into_the_upstream_request(
             assert sent[key] == value, sent
     if kind == "gemini":
         assert sent["generationConfig"]["maxOutputTokens"] == 2000  # the writer's own fields kept beside the route's
+
+
+@pytest.mark.parametrize(
+    ("kind", "path"), [("anthropic", "/v1/messages"), ("openai", "/v1/chat/completions"), ("openai", "/v1/responses")]
+)
+def test_json_nested_deeper_than_can_be_forwarded_is_a_400(client, route_to, raw_key, fake_upstream, kind, path):
+    # orjson reads 1,024 levels but writes 255: such a body parses, then cannot go upstream.
+    route_to(kind)
+    nested: dict = {"text": "deep"}
+    for _ in range(600):
+        nested = {"n": nested}
+    body = {"model": MODEL_ID, "max_tokens": 50, "messages": [{"role": "user", "content": "Hi"}], "metadata": nested}
+    if path == "/v1/responses":
+        body = {"model": MODEL_ID, "input": "Hi", "metadata": nested}
+    response = post(client, path, body, raw_key, **{"x-api-key": raw_key})
+    assert response.status_code == 400, response.content
+    assert b"nested too deeply" in response.content
+    records = list(UsageRecord.objects.all())
+    if fake_upstream.requests:  # Responses echo `metadata` in their answer: the call happened and is recorded once
+        assert [(r.status_code, r.error_type) for r in records] == [(400, "invalid_json")]
+    else:
+        assert records == []
