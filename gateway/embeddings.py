@@ -18,27 +18,29 @@ from django.http import HttpRequest, HttpResponse
 
 from accounts.limits import BUCKET_CHAT, rate_limit_hit
 from catalog.models import Category
-from catalog.selectors import model_get, route_pick
-from gateway.errors import ApiError, InvalidRequest, NotFound, UpstreamError
+from gateway.errors import ApiError, InvalidRequest, UpstreamError
 from gateway.pipeline import (
     CallContext,
     Inbound,
     _ms,
-    _post,
-    _record,
     _send,
     _upstream_json,
     authenticate,
     estimate_tokens,
+    model_and_route,
     parse_json_body,
+    post_upstream,
+    priced_json,
     raise_if_limited,
     release_db_connection,
+    unreadable,
 )
 from gateway.protocols import UpstreamRequest, gemini
 from gateway.protocols.conversation import Usage
 from gateway.providers import openai as openai_adapter
 
 EMBEDDINGS = Inbound(None, "openai.embeddings", "embeddings")
+EMBEDDING_CATEGORIES = frozenset({Category.EMBEDDING})
 MAX_INPUTS = 2048
 ENCODINGS = ("float", "base64")
 
@@ -91,16 +93,7 @@ def embeddings_call(request: HttpRequest) -> HttpResponse:
         raise_if_limited(limit)
         body = parse_json_body(request)
         spec = _validated(body)
-        model = model_get(slug=spec["model"])
-        if model is None:
-            raise NotFound(f"The model '{spec['model']}' does not exist.", param="model", code="model_not_found")
-        if model.category != Category.EMBEDDING:
-            raise InvalidRequest(
-                f"'{model.slug}' is not an embedding model.", param="model", code="model_not_supported"
-            )
-        route = route_pick(model=model)
-        if route is None:
-            raise UpstreamError(f"No upstream is available for '{model.slug}' right now.", status=503)
+        model, route = model_and_route(spec["model"], categories=EMBEDDING_CATEGORIES, served="embedding")
         release_db_connection()
         chars = sum(len(item) if isinstance(item, str) else 4 * len(item) for item in spec["inputs"])
         ctx = CallContext(request.request_id, started, key, EMBEDDINGS, model, route, False, chars)
@@ -118,13 +111,6 @@ def embeddings_call(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _answer(ctx: CallContext, data: dict, usage: Usage, *, estimated: bool, upstream_ms: int) -> HttpResponse:
-    cost = _record(ctx, usage=usage, estimated=estimated, status_code=200, upstream_latency_ms=upstream_ms)
-    response = HttpResponse(orjson.dumps(data), content_type="application/json")
-    response["X-Request-Cost-Micro-Usd"] = str(cost)
-    return response
-
-
 def _openai(ctx: CallContext, body: dict) -> HttpResponse:
     route = ctx.route
     headers = {"Content-Type": "application/json"}
@@ -134,19 +120,20 @@ def _openai(ctx: CallContext, body: dict) -> HttpResponse:
         url=f"{route.base_url}/embeddings", headers=headers, body=orjson.dumps({**body, "model": route.upstream_model})
     )
     upstream, upstream_started = _send(
-        ctx, stream=False, call=lambda: _post(ctx, outbound), read_error=openai_adapter.error_from_response
+        ctx,
+        call=lambda: post_upstream(ctx.route, outbound, request_id=ctx.request_id, stream=False),
+        read_error=openai_adapter.error_from_response,
     )
     upstream_ms = _ms(upstream_started)
     data = _upstream_json(ctx, upstream, upstream_ms)
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        _record(ctx, status_code=502, error_type="upstream_invalid_response", upstream_latency_ms=upstream_ms)
-        raise UpstreamError("The model provider sent an unreadable answer.", status=502)
+        raise unreadable(ctx, upstream_ms)
     reported = (data.get("usage") or {}).get("prompt_tokens")
     estimated = not isinstance(reported, int)
     tokens = estimate_tokens(ctx.prompt_chars) if estimated else reported
     data["model"] = ctx.model.slug
     data["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
-    return _answer(ctx, data, Usage(input_tokens=tokens), estimated=estimated, upstream_ms=upstream_ms)
+    return priced_json(ctx, Usage(input_tokens=tokens), data, estimated=estimated, upstream_ms=upstream_ms)
 
 
 def _gemini(ctx: CallContext, spec: dict) -> HttpResponse:
@@ -155,16 +142,14 @@ def _gemini(ctx: CallContext, spec: dict) -> HttpResponse:
     outbound = gemini.embed_request(spec["inputs"], route=ctx.route, dimensions=spec["dimensions"])
     upstream, upstream_started = _send(
         ctx,
-        stream=False,
-        call=lambda: _post(ctx, outbound),
+        call=lambda: post_upstream(ctx.route, outbound, request_id=ctx.request_id, stream=False),
         read_error=gemini.read_error,
     )
     upstream_ms = _ms(upstream_started)
     try:
         vectors = gemini.read_embeddings(_upstream_json(ctx, upstream, upstream_ms))
     except ValueError:
-        _record(ctx, status_code=502, error_type="upstream_invalid_response", upstream_latency_ms=upstream_ms)
-        raise UpstreamError("The model provider sent an unreadable answer.", status=502) from None
+        raise unreadable(ctx, upstream_ms) from None
     tokens = estimate_tokens(ctx.prompt_chars)
     data = {
         "object": "list",
@@ -175,4 +160,4 @@ def _gemini(ctx: CallContext, spec: dict) -> HttpResponse:
         "model": ctx.model.slug,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
-    return _answer(ctx, data, Usage(input_tokens=tokens), estimated=True, upstream_ms=upstream_ms)
+    return priced_json(ctx, Usage(input_tokens=tokens), data, estimated=True, upstream_ms=upstream_ms)

@@ -202,6 +202,24 @@ def prompt_chars(body: dict) -> int:
     return total
 
 
+def model_and_route(slug: str, *, categories: frozenset, served: str) -> tuple[ModelInfo, RouteTarget]:
+    """The model and the upstream to call for it: 404 unknown, 400 outside `categories`, 503 no route."""
+    found = model_get(slug=slug)
+    if found is None:
+        raise NotFound(f"The model '{slug}' does not exist.", param="model", code="model_not_found")
+    if found.category not in categories:
+        article = "an" if found.category[0] in "aeiou" else "a"
+        raise InvalidRequest(
+            f"The model '{found.slug}' is {article} {found.category} model; this endpoint serves {served} models.",
+            param="model",
+            code="model_not_supported",
+        )
+    route = route_pick(model=found)
+    if route is None:
+        raise UpstreamError(f"No upstream is available for '{found.slug}' right now.", status=503)
+    return found, route
+
+
 def raise_if_limited(limit) -> None:
     if limit.limited:
         raise RateLimited(
@@ -247,19 +265,7 @@ def model_call(
             if not isinstance(slug, str) or not slug:
                 inbound.module.read_request(body, model=model, stream=stream)  # the protocol's own error
                 raise InvalidRequest("Missing required parameter: 'model'.", param="model")
-        found = model_get(slug=slug)
-        if found is None:
-            raise NotFound(f"The model '{slug}' does not exist.", param="model", code="model_not_found")
-        if found.category not in CHAT_CATEGORIES:
-            raise InvalidRequest(
-                f"The model '{found.slug}' is a{'n' if found.category[0] in 'aeiou' else ''} {found.category} model;"
-                " this endpoint serves chat models.",
-                param="model",
-                code="model_not_supported",
-            )
-        route = route_pick(model=found)
-        if route is None:
-            raise UpstreamError(f"No upstream is available for '{found.slug}' right now.", status=503)
+        found, route = model_and_route(slug, categories=CHAT_CATEGORIES, served="chat")
         # The same protocol on both sides: the client's request goes as it is (see _passthrough).
         passthrough = chat is None and hasattr(inbound.module, "passthrough_request")
         passthrough = passthrough and UPSTREAM_PROTOCOLS.get(route.kind) is inbound.module
@@ -334,7 +340,7 @@ def _estimated_usage(ctx: CallContext, output_chars: int) -> Usage:
     return Usage(input_tokens=estimate_tokens(ctx.prompt_chars), output_tokens=estimate_tokens(output_chars))
 
 
-def _send(ctx: CallContext, *, stream: bool, call, read_error):
+def _send(ctx: CallContext, *, call, read_error):
     """Call the upstream; an unreachable upstream or a non-200 answer is recorded and raised.
 
     `call()` returns the upstream's response or raises UpstreamError;
@@ -363,12 +369,17 @@ def _send(ctx: CallContext, *, stream: bool, call, read_error):
     return upstream, upstream_started
 
 
+def unreadable(ctx: CallContext, upstream_ms: int) -> UpstreamError:
+    """Record an answer Beluga could not read; the error to raise for it."""
+    _record(ctx, status_code=502, error_type="upstream_invalid_response", upstream_latency_ms=upstream_ms)
+    return UpstreamError("The model provider sent an unreadable answer.", status=502)
+
+
 def _upstream_json(ctx: CallContext, upstream, upstream_ms: int):
     try:
         return orjson.loads(upstream.content)
     except orjson.JSONDecodeError:
-        _record(ctx, status_code=502, error_type="upstream_invalid_response", upstream_latency_ms=upstream_ms)
-        raise UpstreamError("The model provider sent an unreadable answer.", status=502) from None
+        raise unreadable(ctx, upstream_ms) from None
 
 
 # --- the fast path: OpenAI chat in, OpenAI chat out ------------------------------
@@ -377,7 +388,6 @@ def _upstream_json(ctx: CallContext, upstream, upstream_ms: int):
 def _openai_send(ctx: CallContext, *, stream: bool):
     return _send(
         ctx,
-        stream=stream,
         call=lambda: openai_adapter.chat_send(route=ctx.route, body=ctx.body, stream=stream, request_id=ctx.request_id),
         read_error=openai_adapter.error_from_response,
     )
@@ -388,17 +398,11 @@ def _complete(ctx: CallContext) -> HttpResponse:
     upstream_ms = _ms(upstream_started)
     data = _upstream_json(ctx, upstream, upstream_ms)
     if not isinstance(data, dict):
-        _record(ctx, status_code=502, error_type="upstream_invalid_response", upstream_latency_ms=upstream_ms)
-        raise UpstreamError("The model provider sent an unreadable answer.", status=502)
-    usage = openai_chat.read_usage(data)
-    estimated = usage is None
-    if usage is None:
-        usage = _estimated_usage(ctx, openai_adapter.completion_chars(data))
+        raise unreadable(ctx, upstream_ms)
+    reported = openai_chat.read_usage(data)
+    usage = reported or _estimated_usage(ctx, openai_adapter.completion_chars(data))
     data["model"] = ctx.model.slug
-    cost = _record(ctx, usage=usage, estimated=estimated, status_code=200, upstream_latency_ms=upstream_ms)
-    response = HttpResponse(orjson.dumps(data), content_type="application/json")
-    response["X-Request-Cost-Micro-Usd"] = str(cost)
-    return response
+    return priced_json(ctx, usage, data, estimated=reported is None, upstream_ms=upstream_ms)
 
 
 def _stream(ctx: CallContext, *, include_usage: bool) -> HttpResponse:
@@ -412,9 +416,17 @@ def _stream(ctx: CallContext, *, include_usage: bool) -> HttpResponse:
 
 
 def _record_stream(ctx: CallContext, outcome: StreamOutcome, upstream_started: float) -> None:
+    """Record a stream once it ended, however it ended (every stream kind reports a StreamOutcome)."""
     usage = outcome.usage
     if usage is None:
         usage = _estimated_usage(ctx, outcome.delivered_chars)
+        reported = outcome.usage_so_far
+        if reported is not None and reported.input_tokens:
+            # Cut short: the provider already counted the input; only the output is estimated.
+            usage.input_tokens = reported.input_tokens
+            usage.cached_input_tokens = reported.cached_input_tokens
+            usage.cache_write_tokens = reported.cache_write_tokens
+            usage.output_tokens = max(usage.output_tokens, reported.output_tokens)
     _record(
         ctx,
         usage=usage,
@@ -451,17 +463,16 @@ def _prepare(ctx: CallContext, conversation: Conversation) -> None:
                         image.data, image.media_type, image.url = fetched.data, fetched.media_type, None
 
 
-def _post(ctx: CallContext, outbound: UpstreamRequest, *, stream: bool | None = None):
+def post_upstream(route: RouteTarget, outbound: UpstreamRequest, *, request_id: str, stream: bool):
     """Send a protocol module's request through the upstream's session; UpstreamError when unreachable."""
-    route = ctx.route
-    outbound.headers["X-Request-Id"] = ctx.request_id
+    outbound.headers["X-Request-Id"] = request_id
     return openai_adapter.guarded(
         lambda: post(
             session=session_for(upstream_id=route.upstream_id, base_url=route.base_url),
             url=outbound.url,
             data=outbound.body,
             headers=outbound.headers,
-            stream=ctx.stream if stream is None else stream,
+            stream=stream,
             timeout=(route.connect_timeout, route.read_timeout),
         )
     )
@@ -476,18 +487,19 @@ def _event_stream_response(body, content_type: str) -> StreamingHttpResponse:
 
 def _reply_of(ctx: CallContext, module, data, upstream_ms: int) -> Reply:
     try:
-        reply = module.read_reply(data)
+        return module.read_reply(data)
     except ValueError:
-        _record(ctx, status_code=502, error_type="upstream_invalid_response", upstream_latency_ms=upstream_ms)
-        raise UpstreamError("The model provider sent an unreadable answer.", status=502) from None
-    return reply
+        raise unreadable(ctx, upstream_ms) from None
 
 
-def _priced_json(ctx: CallContext, reply: Reply, body: dict, upstream_ms: int) -> HttpResponse:
-    """Record and price a whole answer, and send `body` with the cost header."""
+def _priced_reply(ctx: CallContext, reply: Reply, body: dict, upstream_ms: int) -> HttpResponse:
     estimated = reply.usage is None
-    if reply.usage is None:
-        reply.usage = _estimated_usage(ctx, reply.output_chars)
+    usage = reply.usage or _estimated_usage(ctx, reply.output_chars)
+    return priced_json(ctx, usage, body, estimated=estimated, upstream_ms=upstream_ms)
+
+
+def priced_json(ctx: CallContext, usage: Usage, body: dict, *, estimated: bool, upstream_ms: int) -> HttpResponse:
+    """Record and price a whole answer, and send `body` with the cost header."""
     try:
         content = orjson.dumps(body)
     except orjson.JSONEncodeError:
@@ -495,14 +507,14 @@ def _priced_json(ctx: CallContext, reply: Reply, body: dict, upstream_ms: int) -
         # provider did the work, so the call is recorded and priced, and the client told why it got no answer.
         _record(
             ctx,
-            usage=reply.usage,
+            usage=usage,
             estimated=estimated,
             status_code=400,
             error_type="invalid_json",
             upstream_latency_ms=upstream_ms,
         )
         raise
-    cost = _record(ctx, usage=reply.usage, estimated=estimated, status_code=200, upstream_latency_ms=upstream_ms)
+    cost = _record(ctx, usage=usage, estimated=estimated, status_code=200, upstream_latency_ms=upstream_ms)
     response = HttpResponse(content, content_type="application/json")
     response["X-Request-Cost-Micro-Usd"] = str(cost)
     return response
@@ -519,14 +531,16 @@ def _passthrough(ctx: CallContext, body: dict, client_headers, writer_options: d
     outbound = module.passthrough_request(body, route=ctx.route, stream=ctx.stream, client_headers=client_headers)
     request_with_route_params(outbound, ctx.route.params)
     upstream, upstream_started = _send(
-        ctx, stream=ctx.stream, call=lambda: _post(ctx, outbound), read_error=module.read_error
+        ctx,
+        call=lambda: post_upstream(ctx.route, outbound, request_id=ctx.request_id, stream=ctx.stream),
+        read_error=module.read_error,
     )
     if ctx.stream:
         relayed = TranslatedStream(
             upstream=upstream,
             reader=module.StreamReader(),
             writer=module.PassthroughFramer(model=ctx.model.slug, **writer_options),
-            on_finish=lambda outcome: _record_translated(ctx, outcome, upstream_started),
+            on_finish=lambda outcome: _record_stream(ctx, outcome, upstream_started),
             forward=True,
         )
         response = _event_stream_response(relayed, relayed.writer.content_type)
@@ -534,7 +548,7 @@ def _passthrough(ctx: CallContext, body: dict, client_headers, writer_options: d
         upstream_ms = _ms(upstream_started)
         data = _upstream_json(ctx, upstream, upstream_ms)
         reply = _reply_of(ctx, module, data, upstream_ms)
-        response = _priced_json(ctx, reply, module.passthrough_reply(data, model=ctx.model.slug), upstream_ms)
+        response = _priced_reply(ctx, reply, module.passthrough_reply(data, model=ctx.model.slug), upstream_ms)
     if outbound.dropped:
         response[DROPPED_HEADER] = ", ".join(sorted(set(outbound.dropped)))
     return response
@@ -554,7 +568,9 @@ def _translated(ctx: CallContext, conversation: Conversation, writer_options: di
     outbound = upstream_protocol.build_request(conversation, route=ctx.route, stream=ctx.stream)
     request_with_route_params(outbound, ctx.route.params)
     upstream, upstream_started = _send(
-        ctx, stream=ctx.stream, call=lambda: _post(ctx, outbound), read_error=upstream_protocol.read_error
+        ctx,
+        call=lambda: post_upstream(ctx.route, outbound, request_id=ctx.request_id, stream=ctx.stream),
+        read_error=upstream_protocol.read_error,
     )
     inbound = ctx.inbound.module
     if ctx.stream:
@@ -565,42 +581,18 @@ def _translated(ctx: CallContext, conversation: Conversation, writer_options: di
             upstream=upstream,
             reader=upstream_protocol.StreamReader(),
             writer=writer,
-            on_finish=lambda outcome: _record_translated(ctx, outcome, upstream_started),
+            on_finish=lambda outcome: _record_stream(ctx, outcome, upstream_started),
         )
         response = _event_stream_response(translated, writer.content_type)
     else:
         upstream_ms = _ms(upstream_started)
         reply = _reply_of(ctx, upstream_protocol, _upstream_json(ctx, upstream, upstream_ms), upstream_ms)
         answer = inbound.write_reply(reply, model=ctx.model.slug, request_id=ctx.request_id, conversation=conversation)
-        response = _priced_json(ctx, reply, answer, upstream_ms)
+        response = _priced_reply(ctx, reply, answer, upstream_ms)
     dropped = set(conversation.dropped) | set(outbound.dropped)
     if dropped:
         response[DROPPED_HEADER] = ", ".join(sorted(dropped))
     return response
-
-
-def _record_translated(ctx: CallContext, outcome: StreamOutcome, upstream_started: float) -> None:
-    reply: Reply = outcome.reply
-    usage = reply.usage if reply is not None else None
-    estimated = usage is None
-    if usage is None:
-        usage = _estimated_usage(ctx, reply.output_chars if reply is not None else 0)
-        reported = outcome.usage_so_far
-        if reported is not None and reported.input_tokens:
-            # Cut short: the provider already counted the input; only the output is estimated.
-            usage.input_tokens = reported.input_tokens
-            usage.cached_input_tokens = reported.cached_input_tokens
-            usage.cache_write_tokens = reported.cache_write_tokens
-            usage.output_tokens = max(usage.output_tokens, reported.output_tokens)
-    _record(
-        ctx,
-        usage=usage,
-        estimated=estimated,
-        status_code=outcome.status,
-        error_type=outcome.error_type,
-        client_disconnected=outcome.client_disconnected,
-        upstream_latency_ms=_ms(upstream_started),
-    )
 
 
 # --- token counting --------------------------------------------------------------
@@ -639,9 +631,8 @@ def _count_tokens(request: HttpRequest, conversation: Conversation) -> tuple[int
     if counter is None:
         return estimate_conversation_tokens(conversation), False
     outbound = counter.count_tokens_request(conversation, route=route)
-    route_only = CallContext(request.request_id, 0.0, None, OPENAI_CHAT, found, route, False, 0)
     try:
-        upstream = _post(route_only, outbound)
+        upstream = post_upstream(route, outbound, request_id=request.request_id, stream=False)
         if upstream.status_code == 200:
             return counter.read_count_tokens(orjson.loads(upstream.content)), True
     except (UpstreamError, ValueError):

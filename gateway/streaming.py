@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from gateway.protocols.conversation import Reply, ReplyBuilder, Usage
+from gateway.protocols.conversation import ReplyBuilder, Usage
 from gateway.providers.http import iter_sse_data
 
 DONE = b"data: [DONE]\n\n"
@@ -25,8 +25,7 @@ class StreamOutcome:
     error_type: str = ""
     client_disconnected: bool = False
     usage: Usage | None = None  # as the upstream reported it
-    delivered_chars: int = 0
-    reply: Reply | None = None  # translated streams: what the client was sent, added up
+    delivered_chars: int = 0  # text, thinking and tool arguments sent: for the estimate without usage
     usage_so_far: Usage | None = None  # translated streams: what the upstream reported before it was cut
 
 
@@ -173,7 +172,9 @@ class TranslatedStream(_RecordedStream):
         self.completed = True
 
     def _fill(self, outcome: StreamOutcome) -> None:
-        outcome.reply = self.builder.result()
+        reply = self.builder.result()
+        outcome.usage = reply.usage
+        outcome.delivered_chars = reply.output_chars
         outcome.usage_so_far = getattr(self.reader, "usage_so_far", None)
 
 
