@@ -59,6 +59,24 @@ def expected_cost(prompt_tokens: int, completion_tokens: int) -> int:
     return -(-numerator // 1_000_000)
 
 
+def route_target(*, kind: str, base_url: str, api_key: str, upstream_model: str, read_timeout: float = 5.0):
+    """A catalog RouteTarget built by hand, for protocol modules tested without the database."""
+    from catalog.selectors import RouteTarget
+
+    return RouteTarget(
+        upstream_id=1,
+        upstream_name=kind,
+        kind=kind,
+        base_url=base_url,
+        api_key=api_key,
+        connect_timeout=2.0,
+        read_timeout=read_timeout,
+        upstream_model=upstream_model,
+        priority=0,
+        weight=1,
+    )
+
+
 def chat_body(**overrides) -> dict:
     body = {"model": MODEL_ID, "messages": [{"role": "user", "content": "Say hello."}]}
     body.update(overrides)

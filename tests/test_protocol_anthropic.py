@@ -41,23 +41,13 @@ from tests import fake_anthropic
 from tests.canned_server import CannedServer
 from tests.fake_upstream import Behaviour
 from tests.fake_upstream import ToolCall as FakeToolCall
+from tests.fixtures_gateway import route_target
 
 SECRET = "sk-ant-route-secret-0123456789"
 
 
 def route(base_url: str = "https://api.anthropic.com", api_key: str = SECRET) -> RouteTarget:
-    return RouteTarget(
-        upstream_id=1,
-        upstream_name="anthropic",
-        kind="anthropic",
-        base_url=base_url,
-        api_key=api_key,
-        connect_timeout=2.0,
-        read_timeout=5.0,
-        upstream_model="claude-upstream-1",
-        priority=0,
-        weight=1,
-    )
+    return route_target(kind="anthropic", base_url=base_url, api_key=api_key, upstream_model="claude-upstream-1")
 
 
 def body(**overrides) -> dict:

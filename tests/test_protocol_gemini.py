@@ -45,6 +45,7 @@ from tests import fake_gemini
 from tests.canned_server import CannedServer
 from tests.fake_upstream import Behaviour, words
 from tests.fake_upstream import ToolCall as FakeToolCall
+from tests.fixtures_gateway import route_target
 
 PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
 SIG = base64.b64encode(b"a signature from Google").decode()
@@ -54,18 +55,8 @@ REPLY_PATH = "/v1beta/models/gemini-2.5-flash:generateContent"
 
 
 def route(*, model: str = "gemini-2.5-flash", api_key: str = "AIza-route-secret") -> RouteTarget:
-    return RouteTarget(
-        upstream_id=1,
-        upstream_name="google",
-        kind="gemini",
-        base_url="https://generativelanguage.googleapis.com",
-        api_key=api_key,
-        connect_timeout=2.0,
-        read_timeout=30.0,
-        upstream_model=model,
-        priority=0,
-        weight=1,
-    )
+    base_url = "https://generativelanguage.googleapis.com"
+    return route_target(kind="gemini", base_url=base_url, api_key=api_key, upstream_model=model, read_timeout=30.0)
 
 
 def user(text: str = "Hi") -> dict:

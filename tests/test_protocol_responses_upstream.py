@@ -48,6 +48,7 @@ from tests import fake_responses
 from tests.canned_server import CannedServer
 from tests.fake_upstream import DEFAULT_REPLY, Behaviour, words
 from tests.fake_upstream import ToolCall as FakeToolCall
+from tests.fixtures_gateway import route_target
 
 SECRET = "sk-proj-route-secret-0123456789"
 EVENT = TypeAdapter(ResponseStreamEvent)
@@ -63,18 +64,7 @@ WEATHER_JSON = {
 
 
 def route(base_url: str = "https://api.openai.com/v1", api_key: str = SECRET) -> RouteTarget:
-    return RouteTarget(
-        upstream_id=1,
-        upstream_name="openai-responses",
-        kind="openai-responses",
-        base_url=base_url,
-        api_key=api_key,
-        connect_timeout=2.0,
-        read_timeout=5.0,
-        upstream_model="gpt-5-codex",
-        priority=0,
-        weight=1,
-    )
+    return route_target(kind="openai-responses", base_url=base_url, api_key=api_key, upstream_model="gpt-5-codex")
 
 
 def convo(*messages: Message, **fields) -> Conversation:
