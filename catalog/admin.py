@@ -3,6 +3,8 @@
 Every change made here clears this process's catalog snapshot; other processes
 see it within BELUGA["CATALOG_CACHE_SECONDS"]. Upstream credentials are never
 rendered: the list shows whether one is set, and the form field is write-only.
+A model's price edits go to its price history (catalog.services); enabled
+models lacking a price are flagged on the model list.
 """
 
 from __future__ import annotations
@@ -12,11 +14,15 @@ from decimal import Decimal
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.options import IS_POPUP_VAR
 from django.db import models
 from django.db.models import Count, QuerySet
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
-from catalog.models import AIModel, Route, Upstream
-from catalog.selectors import catalog_cache_clear
+from catalog.models import AIModel, PriceChange, Route, Upstream, prices_required
+from catalog.selectors import catalog_cache_clear, models_unpriced, price_history
+from catalog.services import model_prices_record
 
 _UNIT_PRICES = (
     ("per_image", "image"),
@@ -24,6 +30,16 @@ _UNIT_PRICES = (
     ("per_1m_chars", "1M chars"),
     ("per_minute", "min of audio"),
 )
+# How the price history names each price.
+_PRICE_LABELS = {
+    "input_per_1m": "input /1M",
+    "output_per_1m": "output /1M",
+    "cached_input_per_1m": "cached input /1M",
+    "cache_write_per_1m": "cache write /1M",
+    **{name: f"/ {unit}" for name, unit in _UNIT_PRICES},
+}
+# Unpriced models named in the changelist's warning before "and N more".
+_UNPRICED_SHOWN = 10
 
 
 def usd(micro: int) -> str:
@@ -79,6 +95,42 @@ class CatalogCacheClearMixin:
         self._set_enabled(request, queryset, False)
 
 
+def prices_text(prices: dict, *, category: str) -> str:
+    """A PriceChange's sale prices in dollars: the ones set (zeros only where the category needs them)."""
+    required = prices_required(category=category)
+    parts = []
+    for name, label in _PRICE_LABELS.items():
+        value = prices.get(name)
+        if value is None:
+            if name in required:
+                parts.append(f"{label} not set")
+        elif value or name in required:
+            parts.append(f"{label} {usd(value)}")
+    return ", ".join(parts) or "—"
+
+
+def list_prices_text(prices: dict) -> str:
+    parts = [
+        f"{label} {usd(prices[name + '_list'])}" for name, label in _PRICE_LABELS.items() if prices.get(name + "_list")
+    ]
+    return ", ".join(parts) or "—"
+
+
+class PricedFilter(admin.SimpleListFilter):
+    title = "price"
+    parameter_name = "price"
+
+    def lookups(self, request, model_admin):
+        return (("missing", "Missing"), ("set", "Set"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "missing":
+            return queryset.unpriced()
+        if self.value() == "set":
+            return queryset.priced()
+        return queryset
+
+
 class RouteInline(admin.TabularInline):
     model = Route
     fk_name = "model"
@@ -95,6 +147,7 @@ class AIModelAdmin(CatalogCacheClearMixin, admin.ModelAdmin):
         "vendor",
         "category",
         "enabled",
+        "priced",
         "input_price",
         "output_price",
         "unit_price",
@@ -105,6 +158,7 @@ class AIModelAdmin(CatalogCacheClearMixin, admin.ModelAdmin):
         "vendor",
         "category",
         "enabled",
+        PricedFilter,
         "supports_stream",
         "supports_vision",
         "supports_tools",
@@ -114,7 +168,7 @@ class AIModelAdmin(CatalogCacheClearMixin, admin.ModelAdmin):
     list_per_page = 200
     inlines = (RouteInline,)
     actions = ("enable_selected", "disable_selected")
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("created_at", "updated_at", "price_changes")
     fieldsets = (
         (None, {"fields": ("slug", "name", "vendor", "category", "description", "enabled")}),
         (
@@ -129,7 +183,9 @@ class AIModelAdmin(CatalogCacheClearMixin, admin.ModelAdmin):
         (
             "Sale price (micro-USD; 1 USD = 1,000,000)",
             {
-                "description": "What customers pay. Token prices are per 1M tokens.",
+                "description": "What customers pay. Token prices are per 1M tokens. Empty: no price; a model "
+                "lacking one its category needs is refused (503 model_not_priced). 0: free. A change applies "
+                "to new calls and is kept in the price history below.",
                 "fields": (
                     ("input_per_1m", "output_per_1m"),
                     ("cached_input_per_1m", "cache_write_per_1m"),
@@ -150,24 +206,111 @@ class AIModelAdmin(CatalogCacheClearMixin, admin.ModelAdmin):
                 ),
             },
         ),
+        ("Price history", {"fields": ("price_changes",)}),
         ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_route_count=Count("routes"))
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        model_prices_record(model=obj, source=PriceChange.Source.ADMIN, changed_by=request.user)
+        if obj.enabled and (missing := obj.missing_prices()):
+            self.message_user(
+                request,
+                f"Model {obj.slug} is enabled without a price ({', '.join(missing)}): calls to it are refused "
+                "with 503 model_not_priced until it has one.",
+                messages.WARNING,
+            )
+
+    def changelist_view(self, request, extra_context=None):
+        if request.method == "GET" and IS_POPUP_VAR not in request.GET:
+            self._warn_unpriced(request)
+        return super().changelist_view(request, extra_context)
+
+    def _warn_unpriced(self, request) -> None:
+        slugs = models_unpriced()
+        if not slugs:
+            return
+        names = ", ".join(slugs[:_UNPRICED_SHOWN]) + (
+            f" and {len(slugs) - _UNPRICED_SHOWN} more" if len(slugs) > _UNPRICED_SHOWN else ""
+        )
+        url = reverse("admin:catalog_aimodel_changelist") + "?price=missing&enabled__exact=1"
+        noun = "model has" if len(slugs) == 1 else "models have"
+        self.message_user(
+            request,
+            format_html(
+                '{} enabled {} no price and {} refused (503 model_not_priced): {}. <a href="{}">Show them</a>.',
+                len(slugs),
+                noun,
+                "is" if len(slugs) == 1 else "are",
+                names,
+                url,
+            ),
+            messages.WARNING,
+        )
+
+    @admin.action(description="Enable selected %(verbose_name_plural)s")
+    def enable_selected(self, request, queryset):
+        super().enable_selected(request, queryset)
+        unpriced = list(queryset.unpriced().values_list("slug", flat=True))
+        if unpriced:
+            self.message_user(
+                request,
+                f"Enabled without a price, refused with 503 model_not_priced until priced: {', '.join(unpriced)}.",
+                messages.WARNING,
+            )
+
+    def _price_cell(self, obj: AIModel, name: str) -> str:
+        value = getattr(obj, name)
+        if name in prices_required(category=obj.category):
+            return "missing" if value is None else usd(value)
+        return usd(value) if value else "—"
+
+    @admin.display(description="Priced", boolean=True)
+    def priced(self, obj: AIModel) -> bool:
+        return not obj.missing_prices()
+
     @admin.display(description="Input /1M", ordering="input_per_1m")
     def input_price(self, obj: AIModel) -> str:
-        return usd(obj.input_per_1m) if obj.input_per_1m or obj.output_per_1m else "—"
+        return self._price_cell(obj, "input_per_1m")
 
     @admin.display(description="Output /1M", ordering="output_per_1m")
     def output_price(self, obj: AIModel) -> str:
-        return usd(obj.output_per_1m) if obj.input_per_1m or obj.output_per_1m else "—"
+        return self._price_cell(obj, "output_per_1m")
 
     @admin.display(description="Other price")
     def unit_price(self, obj: AIModel) -> str:
-        parts = [f"{usd(getattr(obj, f))} / {unit}" for f, unit in _UNIT_PRICES if getattr(obj, f)]
+        required = prices_required(category=obj.category)
+        parts = [
+            f"{self._price_cell(obj, name)} / {unit}"
+            for name, unit in _UNIT_PRICES
+            if getattr(obj, name) or name in required
+        ]
         return ", ".join(parts) or "—"
+
+    @admin.display(description="Price history (newest first)")
+    def price_changes(self, obj: AIModel) -> str:
+        if obj.pk is None:
+            return "—"
+        rows = [
+            (
+                f"{change.changed_at:%Y-%m-%d %H:%M:%S} UTC",
+                change.get_source_display(),
+                change.changed_by or "—",
+                prices_text(change.prices, category=obj.category),
+                list_prices_text(change.prices),
+            )
+            for change in price_history(model=obj)
+        ]
+        if not rows:
+            return "No price change recorded."
+        return format_html(
+            "<table><thead><tr><th>Changed</th><th>Source</th><th>By</th><th>Sale price</th><th>List price</th>"
+            "</tr></thead><tbody>{}</tbody></table>",
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
+        )
 
     @admin.display(description="Routes", ordering="_route_count")
     def route_count(self, obj: AIModel) -> int:

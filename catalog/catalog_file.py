@@ -20,8 +20,8 @@ works too) of this shape::
         context_window: 128000        # tokens, or null
         max_output_tokens: 16384
         capabilities: {stream: true, vision: false, tools: true, json: true}
-        price: {input_per_1m: 0, output_per_1m: 0}         # sale price, integer micro-USD
-        list_price: {input_per_1m: 0, output_per_1m: 0}    # official price, integer micro-USD
+        price: {input_per_1m: 150000, output_per_1m: 600000}   # sale price, integer micro-USD
+        list_price: {input_per_1m: 150000, output_per_1m: 600000}   # official price, integer micro-USD
         routes:
           - {upstream: local-a, upstream_model: gpt-4o-mini, priority: 0, weight: 1, enabled: true}
           # params: merged into the upstream request body (its own protocol), over the client's values
@@ -29,9 +29,18 @@ works too) of this shape::
 
 Price keys: input_per_1m, output_per_1m (per 1M tokens), per_image,
 per_video_second, per_1m_chars (TTS), per_minute (STT); optional
-cached_input_per_1m and cache_write_per_1m (prompt caching; absent or null:
-the input price). Money is integer
-micro-USD (1 USD = 1,000,000); floats are rejected rather than rounded.
+cached_input_per_1m and cache_write_per_1m (prompt caching; null: the input
+price). Money is integer micro-USD (1 USD = 1,000,000); floats are rejected
+rather than rounded.
+
+A sale price is 0 only where the file says 0 (free, on purpose). In `price`, a
+key left out keeps the model's price as it is, and a new model has none; null
+removes it. A model without a price its category needs (chat, code, reasoning,
+vision: input_per_1m and output_per_1m; embedding: input_per_1m; image:
+per_image; video: per_video_second; audio-tts: per_1m_chars; audio-stt:
+per_minute) is refused with 503 model_not_priced until it has one. In
+`list_price` (the official price, only shown) a key left out is 0, or null for
+the two cache prices: the mapping states the whole list price.
 """
 
 from __future__ import annotations
@@ -44,11 +53,11 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from catalog.models import Category, Upstream
+from catalog.models import CACHE_PRICES, SALE_PRICES, Category, Upstream
 
-PRICE_KEYS = ("input_per_1m", "output_per_1m", "per_image", "per_video_second", "per_1m_chars", "per_minute")
+PRICE_KEYS = SALE_PRICES
 # Prices that may be left empty (null): cached input tokens then cost the input price.
-OPTIONAL_PRICE_KEYS = ("cached_input_per_1m", "cache_write_per_1m")
+OPTIONAL_PRICE_KEYS = CACHE_PRICES
 # File key → model field.
 CAPABILITIES = {
     "stream": "supports_stream",
@@ -186,6 +195,11 @@ class _Validator:
             return None
         return value
 
+    def price(self, value: Any, path: str, *, nullable: bool) -> int | None:
+        if value is None and nullable:
+            return None
+        return self.integer(value, path, minimum=0, maximum=2**62, what="a non-negative integer (micro-USD)")
+
     def seconds(self, value: Any, path: str) -> float | None:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86400:
             self.error(path, "must be a number of seconds greater than 0")
@@ -272,30 +286,19 @@ class _Validator:
             for key, field_name in CAPABILITIES.items():
                 if key in caps:
                     fields[field_name] = self.boolean(caps[key], f"{path}.capabilities.{key}")
-        for key, suffix in (("price", ""), ("list_price", "_list")):
-            if key in entry:
-                prices = self.mapping(entry[key], f"{path}.{key}", PRICE_KEYS + OPTIONAL_PRICE_KEYS) or {}
-                for price_key in OPTIONAL_PRICE_KEYS:
-                    value = prices.get(price_key)
-                    fields[price_key + suffix] = (
-                        None
-                        if value is None
-                        else self.integer(
-                            value,
-                            f"{path}.{key}.{price_key}",
-                            minimum=0,
-                            maximum=2**62,
-                            what="a non-negative integer (micro-USD)",
-                        )
-                    )
-                for price_key in PRICE_KEYS:
-                    fields[price_key + suffix] = self.integer(
-                        prices.get(price_key, 0),
-                        f"{path}.{key}.{price_key}",
-                        minimum=0,
-                        maximum=2**62,
-                        what="a non-negative integer (micro-USD)",
-                    )
+        if "price" in entry:
+            prices = self.mapping(entry["price"], f"{path}.price", PRICE_KEYS + OPTIONAL_PRICE_KEYS) or {}
+            for price_key in PRICE_KEYS + OPTIONAL_PRICE_KEYS:
+                if price_key in prices:
+                    fields[price_key] = self.price(prices[price_key], f"{path}.price.{price_key}", nullable=True)
+        if "list_price" in entry:
+            prices = self.mapping(entry["list_price"], f"{path}.list_price", PRICE_KEYS + OPTIONAL_PRICE_KEYS) or {}
+            for price_key in OPTIONAL_PRICE_KEYS:
+                path_key = f"{path}.list_price.{price_key}"
+                fields[price_key + "_list"] = self.price(prices.get(price_key), path_key, nullable=True)
+            for price_key in PRICE_KEYS:
+                path_key = f"{path}.list_price.{price_key}"
+                fields[price_key + "_list"] = self.price(prices.get(price_key, 0), path_key, nullable=False)
         routes = []
         if "routes" in entry:
             if not isinstance(entry["routes"], list):

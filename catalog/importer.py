@@ -5,9 +5,14 @@ The file format is described in catalog/catalog_file.py. Rules of an import:
 - It is idempotent: upstreams are matched by name, models by id, routes by
   (model, upstream). Running the same file twice changes nothing the second time.
 - A key absent from an entry leaves that field as it is on an existing row and
-  takes the model default on a new one. Within a `price` or `list_price`
-  mapping, absent keys are 0: the mapping states the whole price. A model with
-  no `price` mapping at all keeps its prices on update and gets 0 on create.
+  takes the model default on a new one. So it is within `price`: a price left
+  out is kept on update and not set (NULL) on create, `null` removes it, and a
+  price is 0 (free) only where the file says 0. A model lacking a price its
+  category needs is refused until it has one (catalog.models.REQUIRED_PRICES).
+  Within `list_price`, absent keys are 0: the mapping states the whole list price.
+- A model whose prices the import creates or changes gets a PriceChange
+  (source "import") in its price history; not when run by a migration (`apps`),
+  which records history itself.
 - Rows and routes not named in the file are left alone; nothing is deleted.
 - A route's upstream must be in the file or already in the database.
 - An `api_key` of "***" (what catalog_export writes for a literal secret)
@@ -35,7 +40,8 @@ from catalog.catalog_file import (
     UpstreamSpec,
     catalog_file_validate,
 )
-from catalog.models import AIModel, Upstream
+from catalog.models import AIModel, PriceChange, Upstream
+from catalog.services import model_prices_record
 
 
 @dataclass
@@ -98,6 +104,8 @@ class _Writer:
         self.Upstream = registry.get_model("catalog", "Upstream")
         self.using = using
         self.result = result
+        # Historical models (a migration's registry) predate the price history.
+        self.record_prices = apps is None
         self.errors: list[str] = []
         self.upstreams: dict[str, Any] = {}
 
@@ -137,7 +145,10 @@ class _Writer:
                 self.errors.append(f"{spec.path}.vendor: is required for a new model")
                 continue
             fields = spec.fields if current else {"name": spec.slug, **spec.fields}
+            prices_before = current.prices() if current is not None and self.record_prices else None
             model = _upsert(self.AIModel, current, {"slug": spec.slug}, fields, self.result.models, self.using)
+            if self.record_prices and model.prices() != prices_before:
+                model_prices_record(model=model, source=PriceChange.Source.IMPORT)
             for route_spec in spec.routes:
                 upstream = self.upstreams.get(route_spec.upstream)
                 if upstream is None:
@@ -189,10 +200,15 @@ def _credential_export(value: str) -> str:
     return REDACTED
 
 
-def _prices(obj: Any, suffix: str) -> dict[str, int]:
-    prices = {key: getattr(obj, key + suffix) for key in PRICE_KEYS if getattr(obj, key + suffix)}
+def _sale_prices(obj: AIModel) -> dict[str, int]:
+    """Every sale price that is set, 0 (free) included; one not set is left out."""
+    return {key: getattr(obj, key) for key in PRICE_KEYS + OPTIONAL_PRICE_KEYS if getattr(obj, key) is not None}
+
+
+def _list_prices(obj: AIModel) -> dict[str, int]:
+    prices = {key: getattr(obj, key + "_list") for key in PRICE_KEYS if getattr(obj, key + "_list")}
     prices.update(
-        {key: getattr(obj, key + suffix) for key in OPTIONAL_PRICE_KEYS if getattr(obj, key + suffix) is not None}
+        {key: getattr(obj, key + "_list") for key in OPTIONAL_PRICE_KEYS if getattr(obj, key + "_list") is not None}
     )
     return prices
 
@@ -224,8 +240,8 @@ def catalog_export() -> dict:
                 "context_window": m.context_window,
                 "max_output_tokens": m.max_output_tokens,
                 "capabilities": {key: getattr(m, field_name) for key, field_name in CAPABILITIES.items()},
-                "price": _prices(m, ""),
-                "list_price": _prices(m, "_list"),
+                "price": _sale_prices(m),
+                "list_price": _list_prices(m),
                 "routes": [
                     {
                         "upstream": r.upstream.name,

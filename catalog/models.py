@@ -1,4 +1,7 @@
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
+from django.utils import timezone
 
 
 class Category(models.TextChoices):
@@ -16,12 +19,64 @@ class Category(models.TextChoices):
 # Categories answered by /v1/chat/completions and limited by the chat bucket.
 CHAT_CATEGORIES = frozenset({Category.CHAT, Category.CODE, Category.REASONING, Category.VISION})
 
+# The sale prices a model needs before it is served, by category. A model
+# lacking one is "unpriced": refused with 503 model_not_priced, flagged in
+# /v1/health and the admin.
+REQUIRED_PRICES: dict[str, tuple[str, ...]] = {
+    Category.CHAT: ("input_per_1m", "output_per_1m"),
+    Category.CODE: ("input_per_1m", "output_per_1m"),
+    Category.REASONING: ("input_per_1m", "output_per_1m"),
+    Category.VISION: ("input_per_1m", "output_per_1m"),
+    Category.EMBEDDING: ("input_per_1m",),
+    Category.IMAGE: ("per_image",),
+    Category.VIDEO: ("per_video_second",),
+    Category.AUDIO_TTS: ("per_1m_chars",),
+    Category.AUDIO_STT: ("per_minute",),
+}
+# Sale prices that may be empty ("not priced"); cached_input_per_1m and
+# cache_write_per_1m may be empty too, meaning the input price.
+SALE_PRICES = ("input_per_1m", "output_per_1m", "per_image", "per_video_second", "per_1m_chars", "per_minute")
+CACHE_PRICES = ("cached_input_per_1m", "cache_write_per_1m")
+# Every price a model carries, sale and list: what the price history records.
+PRICE_FIELDS = (
+    *SALE_PRICES,
+    *CACHE_PRICES,
+    *(f"{name}_list" for name in (*SALE_PRICES, *CACHE_PRICES)),
+)
+
+
+def prices_required(*, category: str) -> tuple[str, ...]:
+    """The sale prices a model of `category` must have to be served."""
+    return REQUIRED_PRICES.get(category, ())
+
+
+def unpriced_q() -> Q:
+    """Matches the models lacking a price their category needs (REQUIRED_PRICES, as a query)."""
+    query = Q(pk__in=[])
+    for category, names in REQUIRED_PRICES.items():
+        missing = Q()
+        for name in names:
+            missing |= Q(**{f"{name}__isnull": True})
+        query |= Q(category=category) & missing
+    return query
+
+
+class AIModelQuerySet(models.QuerySet):
+    def unpriced(self) -> "AIModelQuerySet":
+        return self.filter(unpriced_q())
+
+    def priced(self) -> "AIModelQuerySet":
+        return self.exclude(unpriced_q())
+
 
 class AIModel(models.Model):
     """A model customers can call, with its public id and prices.
 
     Prices are integer micro-USD (1 USD = 1,000,000). `*_list` fields hold the
-    provider's official price, shown beside Beluga's sale price.
+    provider's official price, shown beside Beluga's sale price. A sale price
+    that is empty (NULL) is not set: a model lacking one its category needs
+    (REQUIRED_PRICES) is never served; 0 is free, on purpose. The admin and
+    catalog imports record every price change (catalog.services.model_prices_record).
     """
 
     slug = models.CharField("model id", max_length=128, unique=True)
@@ -37,12 +92,24 @@ class AIModel(models.Model):
     max_output_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens, where known.")
     enabled = models.BooleanField(default=True, db_index=True)
 
-    input_per_1m = models.BigIntegerField(default=0, help_text="Sale price, micro-USD per 1M input tokens.")
-    output_per_1m = models.BigIntegerField(default=0, help_text="Sale price, micro-USD per 1M output tokens.")
-    per_image = models.BigIntegerField(default=0, help_text="Sale price, micro-USD per image.")
-    per_video_second = models.BigIntegerField(default=0, help_text="Sale price, micro-USD per second of video.")
-    per_1m_chars = models.BigIntegerField(default=0, help_text="Sale price, micro-USD per 1M TTS characters.")
-    per_minute = models.BigIntegerField(default=0, help_text="Sale price, micro-USD per minute of audio (STT).")
+    input_per_1m = models.BigIntegerField(
+        null=True, blank=True, default=None, help_text="Sale price, micro-USD per 1M input tokens."
+    )
+    output_per_1m = models.BigIntegerField(
+        null=True, blank=True, default=None, help_text="Sale price, micro-USD per 1M output tokens."
+    )
+    per_image = models.BigIntegerField(
+        null=True, blank=True, default=None, help_text="Sale price, micro-USD per image."
+    )
+    per_video_second = models.BigIntegerField(
+        null=True, blank=True, default=None, help_text="Sale price, micro-USD per second of video."
+    )
+    per_1m_chars = models.BigIntegerField(
+        null=True, blank=True, default=None, help_text="Sale price, micro-USD per 1M TTS characters."
+    )
+    per_minute = models.BigIntegerField(
+        null=True, blank=True, default=None, help_text="Sale price, micro-USD per minute of audio (STT)."
+    )
     # Prompt caching: input tokens the provider read from (or wrote to) its
     # cache are priced apart where vendors publish it. Empty: the input price.
     cached_input_per_1m = models.BigIntegerField(
@@ -65,12 +132,22 @@ class AIModel(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = AIModelQuerySet.as_manager()
+
     class Meta:
         ordering = ["vendor", "slug"]
         verbose_name = "model"
 
     def __str__(self) -> str:
         return self.slug
+
+    def missing_prices(self) -> list[str]:
+        """The sale prices this model's category needs and it lacks; empty when it may be served."""
+        return [name for name in prices_required(category=self.category) if getattr(self, name) is None]
+
+    def prices(self) -> dict[str, int | None]:
+        """Every sale and list price, by field name (what a PriceChange records)."""
+        return {name: getattr(self, name) for name in PRICE_FIELDS}
 
 
 class Upstream(models.Model):
@@ -125,3 +202,33 @@ class Route(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.slug} → {self.upstream.name}:{self.upstream_model}"
+
+
+class PriceChange(models.Model):
+    """One entry of a model's price history: its prices from `changed_at` on.
+
+    Append-only, written by catalog.services.model_prices_record. Calls are
+    charged the price of the snapshot they were routed with, and each usage
+    record keeps the unit prices it was charged; this history is for operators.
+    """
+
+    class Source(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        IMPORT = "import", "Catalog import"
+        MIGRATION = "migration", "Migration"
+
+    model = models.ForeignKey(AIModel, on_delete=models.CASCADE, related_name="price_changes")
+    # Field name → integer micro-USD or null (not set), sale and list: AIModel.prices().
+    prices = models.JSONField()
+    changed_at = models.DateTimeField(default=timezone.now, db_index=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    source = models.CharField(max_length=16, choices=Source.choices)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        indexes = [models.Index(fields=["model", "-changed_at"], name="pricechange_model_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} prices from {self.changed_at:%Y-%m-%d %H:%M:%S}"

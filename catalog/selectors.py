@@ -18,7 +18,7 @@ from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db import connection
 from django.db.models import Q, QuerySet
 
-from catalog.models import CHAT_CATEGORIES, AIModel, Route, Upstream
+from catalog.models import CHAT_CATEGORIES, AIModel, PriceChange, Route, Upstream
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +40,21 @@ class RouteTarget:
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
+    """An enabled model as the pipeline sees it.
+
+    `priced` is False when the model lacks a sale price its category needs
+    (AIModel.missing_prices): such a model is refused, never served free. The
+    prices are integers either way (a missing one reads 0) so that pricing
+    arithmetic stays integer.
+    """
+
     id: int
     slug: str
     category: str
     supports_stream: bool
     max_output_tokens: int | None
     context_window: int | None
+    priced: bool
     input_per_1m: int
     output_per_1m: int
     per_image: int
@@ -105,12 +114,13 @@ def _load() -> dict[str, ModelInfo]:
             supports_stream=m.supports_stream,
             max_output_tokens=m.max_output_tokens,
             context_window=m.context_window,
-            input_per_1m=m.input_per_1m,
-            output_per_1m=m.output_per_1m,
-            per_image=m.per_image,
-            per_video_second=m.per_video_second,
-            per_1m_chars=m.per_1m_chars,
-            per_minute=m.per_minute,
+            priced=not m.missing_prices(),
+            input_per_1m=m.input_per_1m or 0,
+            output_per_1m=m.output_per_1m or 0,
+            per_image=m.per_image or 0,
+            per_video_second=m.per_video_second or 0,
+            per_1m_chars=m.per_1m_chars or 0,
+            per_minute=m.per_minute or 0,
             cached_input_per_1m=m.cached_input_per_1m,
             cache_write_per_1m=m.cache_write_per_1m,
             routes=tuple(sorted(routes_by_model.get(m.id, ()), key=lambda r: r.priority)),
@@ -154,9 +164,9 @@ def model_get(*, slug: str) -> ModelInfo | None:
 
 
 def model_example_slug() -> str | None:
-    """A chat model a new key can call right now (its route has a credential), for examples."""
+    """A priced chat model a new key can call right now (its route has a credential), for examples."""
     for model in _models().values():
-        if model.category in CHAT_CATEGORIES and any(route.api_key for route in model.routes):
+        if model.category in CHAT_CATEGORIES and model.priced and any(route.api_key for route in model.routes):
             return model.slug
     return None
 
@@ -219,3 +229,13 @@ def model_public_get(*, slug: str) -> AIModel | None:
 
 def upstreams_configured() -> int:
     return Upstream.objects.filter(enabled=True).count()
+
+
+def models_unpriced() -> list[str]:
+    """Ids of the enabled models lacking a price their category needs: refused until priced."""
+    return list(AIModel.objects.filter(enabled=True).unpriced().order_by("slug").values_list("slug", flat=True))
+
+
+def price_history(*, model: AIModel) -> list[PriceChange]:
+    """The model's price changes, newest first."""
+    return list(PriceChange.objects.filter(model=model).select_related("changed_by").order_by("-changed_at", "-id"))

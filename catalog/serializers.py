@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from catalog.models import AIModel
+from catalog.models import AIModel, prices_required
 
 
 class PublicModelSerializer(serializers.ModelSerializer):
@@ -49,7 +49,12 @@ class PublicModelSerializer(serializers.ModelSerializer):
         }
 
     def get_pricing(self, obj: AIModel) -> dict:
-        """Integer micro-USD (1 USD = 1,000,000); only the units that apply to the model's category."""
+        """Integer micro-USD (1 USD = 1,000,000); only the units that apply to the model's category.
+
+        The units its category needs are always there, null while the model has no price
+        for them (it is refused until it has one); others only when they have a price.
+        """
+        required = prices_required(category=obj.category)
         units = {
             "input_per_1m_tokens": ("input_per_1m", "input_per_1m_list"),
             "output_per_1m_tokens": ("output_per_1m", "output_per_1m_list"),
@@ -63,7 +68,9 @@ class PublicModelSerializer(serializers.ModelSerializer):
         sale, official = {}, {}
         for name, (sale_field, list_field) in units.items():
             sale_value, list_value = getattr(obj, sale_field), getattr(obj, list_field)
-            if sale_value is not None and list_value is not None and (sale_value or list_value):
+            if sale_field in required or (
+                sale_value is not None and list_value is not None and (sale_value or list_value)
+            ):
                 sale[name] = sale_value
                 official[name] = list_value
         return {"currency": "USD", "unit": "micro_usd", "sale": sale, "list": official}

@@ -59,7 +59,9 @@ def test_prices_are_shown_as_dollars(micro, text):
         "?category__exact=reasoning",
         "?enabled__exact=1",
         "?supports_vision__exact=1&supports_tools__exact=1",
-        "?o=6",  # by input price
+        "?o=7",  # by input price
+        "?price=missing",
+        "?price=set&enabled__exact=1",
     ],
 )
 def test_model_changelist_search_and_filters_render(admin_client_, path):

@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 
 from catalog.catalog_file import CatalogFileError, catalog_file_read, catalog_text_parse
 from catalog.importer import catalog_export, catalog_import
-from catalog.models import CHAT_CATEGORIES, AIModel, Route, Upstream
+from catalog.models import CHAT_CATEGORIES, SALE_PRICES, AIModel, Route, Upstream, prices_required
 from catalog.selectors import model_get
 
 pytestmark = pytest.mark.django_db
@@ -132,20 +132,43 @@ def test_absent_keys_keep_existing_values_and_absent_price_keeps_prices(one_mode
     assert Route.objects.get(model=model).upstream_model == "bench-model"
 
 
-def test_price_mapping_states_the_whole_price(one_model_file):
+def test_a_price_left_out_keeps_its_value_and_null_removes_it(one_model_file):
     catalog_import(data=one_model_file(price={"input_per_1m": 5, "output_per_1m": 7, "per_image": 9}))
 
-    catalog_import(data=one_model_file(price={"input_per_1m": 6}))
+    catalog_import(data=one_model_file(price={"input_per_1m": 6, "per_image": None}))
 
     model = AIModel.objects.get(slug="bench-model")
-    assert (model.input_per_1m, model.output_per_1m, model.per_image) == (6, 0, 0)
+    assert (model.input_per_1m, model.output_per_1m, model.per_image) == (6, 7, None)
 
 
-def test_new_model_without_price_costs_zero(one_model_file):
+def test_list_price_mapping_states_the_whole_list_price(one_model_file):
+    catalog_import(data=one_model_file(list_price={"input_per_1m": 5, "output_per_1m": 7}))
+
+    catalog_import(data=one_model_file(list_price={"input_per_1m": 6}))
+
+    model = AIModel.objects.get(slug="bench-model")
+    assert (model.input_per_1m_list, model.output_per_1m_list) == (6, 0)
+
+
+def test_new_model_without_price_has_none_and_is_not_served(one_model_file):
     catalog_import(data=one_model_file())
 
     model = AIModel.objects.get(slug="bench-model")
-    assert model.input_per_1m == model.output_per_1m == model.per_image == 0
+    assert model.input_per_1m is model.output_per_1m is model.per_image is None
+    assert model.missing_prices() == ["input_per_1m", "output_per_1m"]
+    assert model_get(slug="bench-model").priced is False
+
+
+def test_a_price_is_zero_only_where_the_file_says_zero(one_model_file):
+    catalog_import(data=one_model_file(price={"input_per_1m": 0}))
+
+    model = AIModel.objects.get(slug="bench-model")
+    assert (model.input_per_1m, model.output_per_1m) == (0, None)
+    assert model_get(slug="bench-model").priced is False
+
+    catalog_import(data=one_model_file(price={"output_per_1m": 0}))
+
+    assert model_get(slug="bench-model").priced is True  # free, on purpose
 
 
 def test_route_may_name_an_upstream_already_in_the_database():
@@ -188,12 +211,18 @@ def test_import_clears_this_process_catalog_snapshot():
 # --- validation --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", [0.5, 1.0, 1e6, "100", True, -1, None])
+@pytest.mark.parametrize("value", [0.5, 1.0, 1e6, "100", True, -1])
 def test_a_price_that_is_not_a_non_negative_integer_is_rejected(one_model_file, value):
     errors = errors_of(one_model_file(price={"input_per_1m": value}))
 
     assert errors == ["models[0].price.input_per_1m: must be a non-negative integer (micro-USD)"]
     assert not AIModel.objects.filter(slug="bench-model").exists()
+
+
+def test_a_null_list_price_is_rejected_but_a_null_cache_list_price_is_not(one_model_file):
+    errors = errors_of(one_model_file(list_price={"input_per_1m": None, "cached_input_per_1m": None}))
+
+    assert errors == ["models[0].list_price.input_per_1m: must be a non-negative integer (micro-USD)"]
 
 
 def test_every_error_is_reported_with_its_path():
@@ -291,6 +320,26 @@ def test_export_round_trips_through_import():
     ]
 
 
+def test_export_keeps_free_and_unpriced_apart_through_import(one_model_file):
+    data = one_model_file(price={"input_per_1m": 0, "output_per_1m": 0})
+    data["models"].append({"id": "unpriced", "vendor": "OpenAI", "category": "image"})
+    catalog_import(data=data)
+
+    exported = catalog_export()
+    by_id = {m["id"]: m for m in exported["models"]}
+    assert by_id["bench-model"]["price"] == {"input_per_1m": 0, "output_per_1m": 0}
+    assert by_id["unpriced"]["price"] == {}
+
+    AIModel.objects.filter(slug__in=["bench-model", "unpriced"]).delete()
+    catalog_import(data=yaml.safe_load(yaml.safe_dump(exported)))
+
+    free, unpriced = AIModel.objects.get(slug="bench-model"), AIModel.objects.get(slug="unpriced")
+    assert (free.input_per_1m, free.output_per_1m, free.per_image) == (0, 0, None)
+    assert unpriced.per_image is None
+    assert (free.missing_prices(), unpriced.missing_prices()) == ([], ["per_image"])
+    assert catalog_export() == exported
+
+
 def test_export_never_contains_a_literal_secret(capsys):
     Upstream.objects.create(name="literal", base_url="https://example.com/v1", api_key="sk-very-secret-value")
 
@@ -383,13 +432,15 @@ def test_seeded_catalog_has_the_spec_models_with_routes():
 
 
 def test_seeded_prices_are_sane():
+    assert list(AIModel.objects.unpriced()) == []
     for m in AIModel.objects.exclude(slug="beluga-demo"):
-        for key in ("input_per_1m", "output_per_1m", "per_image", "per_video_second", "per_1m_chars", "per_minute"):
+        for key in SALE_PRICES:
             sale, listed = getattr(m, key), getattr(m, key + "_list")
+            if sale is None:
+                continue  # a price the model's category does not use
             assert 0 <= sale <= listed, (m.slug, key)
             assert sale >= listed * 3 // 10, (m.slug, key)  # never more than 70% below official
-        priced = ("input_per_1m", "per_image", "per_video_second", "per_1m_chars", "per_minute")
-        assert any(getattr(m, key) for key in priced), m.slug
+        assert all(getattr(m, key) for key in prices_required(category=m.category)), m.slug
     gpt4o = AIModel.objects.get(slug="gpt-4o")
     assert (gpt4o.input_per_1m_list, gpt4o.output_per_1m_list) == (2_500_000, 10_000_000)
 

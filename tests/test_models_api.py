@@ -95,6 +95,21 @@ def test_list_has_openai_shape_and_beluga_fields(client, acme_models):
         assert isinstance(entry["owned_by"], str) and entry["owned_by"]
 
 
+def test_a_price_not_set_is_null_and_a_free_one_is_zero(client, acme_models):
+    from catalog.models import AIModel
+
+    AIModel.objects.create(slug="acme-free", name="Acme Free", vendor=ACME, input_per_1m=0, output_per_1m=0)
+    items = {item["id"]: item for item in listed(client)}
+
+    unpriced = items["acme-vision-2"]["pricing"]
+    assert unpriced["sale"] == {"input_per_1m_tokens": None, "output_per_1m_tokens": None}
+    assert unpriced["list"] == {"input_per_1m_tokens": 0, "output_per_1m_tokens": 0}
+    assert items["acme-free"]["pricing"]["sale"] == {"input_per_1m_tokens": 0, "output_per_1m_tokens": 0}
+    assert items["acme-image-3"]["pricing"]["sale"] == {"per_image": 40_000}
+    detail = json.loads(client.get("/v1/models/acme-vision-2").content)
+    assert detail["pricing"] == unpriced
+
+
 def test_disabled_models_are_not_listed_nor_retrievable(client, acme_models):
     assert "acme-disabled" not in ids(listed(client))
     assert "acme-disabled" not in ids(listed(client, f"?provider={ACME}"))
