@@ -12,9 +12,10 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.forms import UserAdminChangeForm, UserAdminCreationForm
+from accounts.forms import ApiKeyAdminForm, PlanAdminForm, UserAdminChangeForm, UserAdminCreationForm
 from accounts.models import ApiKey, Plan, User
-from accounts.services import api_key_revoke, plan_cache_clear, user_keys_cache_clear
+from accounts.services import api_key_revoke, api_key_set_controls, plan_cache_clear, user_keys_cache_clear
+from billing.templatetags.billing_tags import usd, usd_short
 
 # Fields whose change alters what the user's cached keys allow.
 _USER_KEY_FIELDS = frozenset({"plan", "chat_rpm_override", "image_rpm_override", "is_active"})
@@ -57,9 +58,14 @@ class UserAdmin(DjangoUserAdmin):
 
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "chat_rpm", "image_rpm", "is_default", "prepaid", "sort_order")
+    form = PlanAdminForm
+    list_display = ("name", "slug", "chat_rpm", "image_rpm", "is_default", "prepaid", "signup_grant", "sort_order")
     list_editable = ("chat_rpm", "image_rpm", "is_default", "prepaid", "sort_order")
     prepopulated_fields = {"slug": ("name",)}
+
+    @admin.display(description="sign-up grant", ordering="signup_grant_micro_usd")
+    def signup_grant(self, obj: Plan) -> str:
+        return usd(obj.signup_grant_micro_usd)
 
     def save_model(self, request: HttpRequest, obj: Plan, form, change: bool) -> None:
         super().save_model(request, obj, form, change)
@@ -88,11 +94,42 @@ class ApiKeyStatusFilter(admin.SimpleListFilter):
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     # hashed_key is deliberately absent from every list below: it is the lookup secret.
-    list_display = ("name", "user", "display_prefix", "created_at", "last_used_at", "expires_at", "status")
-    list_filter = (ApiKeyStatusFilter,)
+    # The owner's controls (spend limit, models, rate) are form fields saved through
+    # api_key_set_controls, which resets the key's budget count and its cached entry.
+    form = ApiKeyAdminForm
+    list_display = (
+        "name",
+        "user",
+        "display_prefix",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "spend_limit",
+        "models",
+        "chat_rpm_override",
+        "status",
+    )
+    list_filter = (ApiKeyStatusFilter, "spend_limit_period")
     list_select_related = ("user",)
     search_fields = ("name", "prefix", "user__email")
-    fields = ("name", "user", "display_prefix", "created_at", "last_used_at", "expires_at", "revoked_at", "status")
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "name",
+                    "user",
+                    "display_prefix",
+                    "created_at",
+                    "last_used_at",
+                    "expires_at",
+                    "revoked_at",
+                    "status",
+                )
+            },
+        ),
+        ("Controls", {"fields": ("spend_limit_usd", "spend_period", "allowed_model_ids", "chat_rpm")}),
+    )
     readonly_fields = ("user", "display_prefix", "created_at", "last_used_at", "revoked_at", "status")
     date_hierarchy = "created_at"
     actions = ("revoke_selected",)
@@ -105,6 +142,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def status(self, obj: ApiKey) -> str:
         return obj.status
 
+    @admin.display(description="spend limit", ordering="spend_limit_micro_usd")
+    def spend_limit(self, obj: ApiKey) -> str:
+        if obj.spend_limit_micro_usd is None:
+            return "–"
+        return f"{usd_short(obj.spend_limit_micro_usd)} / {obj.get_spend_limit_period_display().lower()}"
+
+    @admin.display(description="models")
+    def models(self, obj: ApiKey) -> str:
+        return ", ".join(obj.allowed_models) if obj.allowed_models else "all"
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Keys are made by their owners (dashboard) or `manage.py create_api_key`, which show the key once.
         return False
@@ -113,10 +160,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
         # Revoke instead: it keeps the usage history linked and clears the cached key.
         return False
 
-    def save_model(self, request: HttpRequest, obj: ApiKey, form, change: bool) -> None:
-        super().save_model(request, obj, form, change)
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: ApiKeyAdminForm, change: bool) -> None:
+        # Only the form's own columns: a full save would write back controls its owner changed meanwhile.
+        obj.save(update_fields=["name", "expires_at"])
         if "expires_at" in form.changed_data:
             user_keys_cache_clear(user=obj.user)
+        if form.controls_changed:
+            api_key_set_controls(user=obj.user, key_id=obj.id, **form.controls)
 
     @admin.action(description="Revoke selected keys")
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:

@@ -1,8 +1,13 @@
-"""Forms for the dashboard (sign-up, log-in, keys) and the user admin."""
+"""Forms for the dashboard (sign-up, log-in, keys, ledger, usage export, spend alerts) and the admin.
+
+Money is typed in dollars as a decimal and cleaned to integer micro-USD by
+UsdField: exact, never through a float.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 
 from django import forms
 from django.contrib.auth import password_validation
@@ -10,7 +15,12 @@ from django.contrib.auth.forms import AdminUserCreationForm, AuthenticationForm,
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import ApiKey, Plan, User
+from billing.models import LedgerEntry
+from billing.templatetags.billing_tags import usd_input
+from catalog.selectors import models_public
+
+MICRO_PER_USD = 1_000_000
 
 
 def _email_normalise(value: str) -> str:
@@ -112,7 +122,256 @@ class ApiKeyCreateForm(forms.Form):
         return datetime.combine(expires_on + timedelta(days=1), time.min, tzinfo=UTC)
 
 
+class UsdField(forms.DecimalField):
+    """Dollars as a decimal with up to six places ("5", "5.25", "$0.000001"), cleaned to integer micro-USD."""
+
+    def __init__(self, *, allow_negative: bool = False, allow_zero: bool = False, **kwargs) -> None:
+        kwargs.setdefault("widget", forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}))
+        super().__init__(max_digits=18, decimal_places=6, **kwargs)
+        self.allow_negative = allow_negative
+        self.allow_zero = allow_zero
+
+    def to_python(self, value):
+        if isinstance(value, str):
+            value = value.strip().replace("$", "", 1)
+        return super().to_python(value)
+
+    def clean(self, value) -> int | None:
+        amount: Decimal | None = super().clean(value)
+        if amount is None:
+            return None
+        if amount < 0 and not self.allow_negative:
+            raise forms.ValidationError("Enter a positive amount.", code="negative")
+        if amount == 0 and not self.allow_zero:
+            raise forms.ValidationError("Enter an amount other than zero.", code="zero")
+        # At most six decimal places were validated, so this product is a whole number.
+        return int(amount * MICRO_PER_USD)
+
+    def prepare_value(self, value):
+        # Initial values are micro-USD; show them as dollars.
+        return usd_input(value) if isinstance(value, int) else value
+
+    def has_changed(self, initial, data) -> bool:
+        try:
+            amount = self.to_python(data)
+        except forms.ValidationError:
+            return True
+        return (None if amount is None else int(amount * MICRO_PER_USD)) != initial
+
+
+def _model_choices(*, keep: list[str]) -> list[tuple[str, str]]:
+    """Every enabled model, and the ids in `keep` (a key may name a model disabled since)."""
+    enabled = list(models_public().order_by("vendor", "slug").values_list("slug", "vendor"))
+    slugs = {slug for slug, _ in enabled}
+    return [(slug, f"{slug} ({vendor})") for slug, vendor in enabled] + [
+        (slug, f"{slug} (disabled)") for slug in sorted(set(keep) - slugs)
+    ]
+
+
+class ApiKeyControlsForm(forms.Form):
+    """The owner's controls on one key: a spend limit per period, the models it may call, a lower rate."""
+
+    spend_limit_usd = UsdField(
+        label="Spend limit (USD)",
+        required=False,
+        help_text="The most this key may spend in each period. Empty: no limit.",
+    )
+    spend_limit_period = forms.ChoiceField(label="Period", choices=ApiKey.SpendPeriod.choices)
+    allowed_models = forms.MultipleChoiceField(
+        label="Allowed models",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every model.",
+    )
+    chat_rpm = forms.IntegerField(label="Requests per minute", required=False, min_value=1)
+
+    def __init__(self, *args, api_key: ApiKey, account_chat_rpm: int, **kwargs) -> None:
+        kwargs.setdefault(
+            "initial",
+            {
+                "spend_limit_usd": api_key.spend_limit_micro_usd,
+                "spend_limit_period": api_key.spend_limit_period,
+                "allowed_models": api_key.allowed_models,
+                "chat_rpm": api_key.chat_rpm_override,
+            },
+        )
+        super().__init__(*args, **kwargs)
+        self.account_chat_rpm = account_chat_rpm
+        self.fields["allowed_models"].choices = _model_choices(keep=api_key.allowed_models or [])
+        self.fields["chat_rpm"].help_text = f"At most your plan's {account_chat_rpm}. Empty: the plan's."
+
+    def clean_chat_rpm(self) -> int | None:
+        chat_rpm = self.cleaned_data["chat_rpm"]
+        if chat_rpm is not None and chat_rpm > self.account_chat_rpm:
+            raise forms.ValidationError(
+                f"A key's rate can only be lower than your plan's {self.account_chat_rpm} requests per minute.",
+                code="above_plan",
+            )
+        return chat_rpm
+
+    @property
+    def controls(self) -> dict:
+        """The cleaned values, as accounts.services.api_key_set_controls takes them."""
+        return {
+            "spend_limit_micro_usd": self.cleaned_data["spend_limit_usd"],
+            "spend_limit_period": self.cleaned_data["spend_limit_period"],
+            "allowed_models": self.cleaned_data["allowed_models"],
+            "chat_rpm": self.cleaned_data["chat_rpm"],
+        }
+
+
+class DateRangeForm(forms.Form):
+    """An optional range of UTC days, both included (GET parameters `since` and `until`)."""
+
+    since = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        since, until = cleaned.get("since"), cleaned.get("until")
+        if since and until and since > until:
+            self.add_error("until", forms.ValidationError("The end is before the start.", code="reversed"))
+        return cleaned
+
+
+class LedgerFilterForm(DateRangeForm):
+    kind = forms.ChoiceField(label="Kind", required=False, choices=[("", "All"), *LedgerEntry.Kind.choices])
+
+    field_order = ("kind", "since", "until")
+
+
+class SpendAlertsForm(forms.Form):
+    thresholds = forms.CharField(
+        label="Email me when this month's spend passes (USD)",
+        required=False,
+        max_length=500,
+        widget=forms.TextInput(attrs={"placeholder": "e.g. 10, 50, 100", "autocomplete": "off"}),
+        help_text="Amounts in dollars, separated by commas. Empty: no alerts.",
+    )
+
+    def __init__(self, *args, max_thresholds: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_thresholds = max_thresholds
+
+    def clean_thresholds(self) -> list[int]:
+        amount = UsdField()
+        values = set()
+        for part in self.cleaned_data["thresholds"].split(","):
+            if part.strip():
+                try:
+                    values.add(amount.clean(part))
+                except forms.ValidationError as error:
+                    raise forms.ValidationError(
+                        f"“{part.strip()}”: {' '.join(error.messages)}", code="amount"
+                    ) from None
+        if len(values) > self.max_thresholds:
+            raise forms.ValidationError(f"At most {self.max_thresholds} thresholds.", code="too_many")
+        return sorted(values)
+
+
 # --- admin ---------------------------------------------------------------
+
+
+class BalanceChangeForm(forms.Form):
+    """An admin's grant (positive) or adjustment (either sign) of an account's balance."""
+
+    amount = UsdField(label="Amount (USD)")
+    reason = forms.CharField(
+        label="Reason",
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Required. Kept on the ledger entry and shown to the customer.",
+    )
+
+    def __init__(self, *args, allow_negative: bool, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["amount"].allow_negative = allow_negative
+        if allow_negative:
+            self.fields["amount"].help_text = "Positive adds to the balance, negative takes from it."
+
+
+class ApiKeyAdminForm(forms.ModelForm):
+    """An admin's edit of a key: its name and expiry here, its controls through api_key_set_controls.
+
+    The control fields are named apart from the model's, so that saving the
+    form never writes them to the row directly.
+    """
+
+    spend_limit_usd = UsdField(label="Spend limit (USD)", required=False, help_text="Empty: no limit.")
+    spend_period = forms.ChoiceField(label="Spend limit period", choices=ApiKey.SpendPeriod.choices, required=False)
+    allowed_model_ids = forms.MultipleChoiceField(
+        label="Allowed models",
+        required=False,
+        widget=forms.SelectMultiple(attrs={"size": 12}),
+        help_text="None selected: every model.",
+    )
+    chat_rpm = forms.IntegerField(
+        label="Chat requests per minute",
+        required=False,
+        min_value=1,
+        help_text="This key's own limit; only lower than the account's takes effect. Empty: the account's.",
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ("name", "expires_at")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        key = self.instance
+        self.controls_before = {
+            "spend_limit_micro_usd": key.spend_limit_micro_usd,
+            "spend_limit_period": key.spend_limit_period,
+            "allowed_models": sorted(key.allowed_models or []),
+            "chat_rpm": key.chat_rpm_override,
+        }
+        self.fields["allowed_model_ids"].choices = _model_choices(keep=key.allowed_models or [])
+        self.initial.update(
+            spend_limit_usd=key.spend_limit_micro_usd,
+            spend_period=key.spend_limit_period,
+            allowed_model_ids=key.allowed_models,
+            chat_rpm=key.chat_rpm_override,
+        )
+
+    @property
+    def controls(self) -> dict:
+        """The cleaned values, as accounts.services.api_key_set_controls takes them."""
+        return {
+            "spend_limit_micro_usd": self.cleaned_data["spend_limit_usd"],
+            # Not sent (an older form): the key's period stays.
+            "spend_limit_period": self.cleaned_data["spend_period"] or self.controls_before["spend_limit_period"],
+            "allowed_models": sorted(self.cleaned_data["allowed_model_ids"]),
+            "chat_rpm": self.cleaned_data["chat_rpm"],
+        }
+
+    @property
+    def controls_changed(self) -> bool:
+        return self.controls != self.controls_before
+
+
+class PlanAdminForm(forms.ModelForm):
+    signup_grant_micro_usd = forms.IntegerField(
+        label="Sign-up grant (micro-USD)",
+        required=False,
+        min_value=0,
+        help_text="Credit granted to each new sign-up on this plan (1 USD = 1,000,000). Empty: none.",
+    )
+
+    class Meta:
+        model = Plan
+        fields = (
+            "name",
+            "slug",
+            "chat_rpm",
+            "image_rpm",
+            "is_default",
+            "prepaid",
+            "signup_grant_micro_usd",
+            "sort_order",
+        )
+
+    def clean_signup_grant_micro_usd(self) -> int:
+        return self.cleaned_data["signup_grant_micro_usd"] or 0
 
 
 class UserAdminCreationForm(AdminUserCreationForm):

@@ -12,6 +12,9 @@ class Plan(models.Model):
     image_rpm = models.PositiveIntegerField(help_text="Image/video requests per minute, per API key.")
     is_default = models.BooleanField(default=False, help_text="Plan given to new sign-ups.")
     prepaid = models.BooleanField(default=True, help_text="Balance required (off: postpaid, invoiced later).")
+    signup_grant_micro_usd = models.BigIntegerField(
+        default=0, help_text="Credit granted to each new sign-up on this plan, micro-USD (1 USD = 1,000,000)."
+    )
     sort_order = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
@@ -66,6 +69,11 @@ class User(AbstractUser):
 class ApiKey(models.Model):
     """A customer's API key. Only its SHA-256 and a display prefix are stored."""
 
+    class SpendPeriod(models.TextChoices):
+        DAY = "day", "Daily"
+        MONTH = "month", "Monthly"
+        TOTAL = "total", "Total"
+
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=16, help_text="First characters, for display only.")
@@ -74,6 +82,17 @@ class ApiKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Controls the owner sets per key (empty: none).
+    spend_limit_micro_usd = models.BigIntegerField(
+        null=True, blank=True, help_text="Most this key may spend per period, micro-USD (empty: no limit)."
+    )
+    spend_limit_period = models.CharField(max_length=8, choices=SpendPeriod.choices, default=SpendPeriod.MONTH)
+    allowed_models = models.JSONField(
+        default=list, blank=True, help_text="Public model ids this key may call (empty: every model)."
+    )
+    chat_rpm_override = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Chat requests per minute for this key, below the plan's (empty: the plan's)."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

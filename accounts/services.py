@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ApiKey, Plan, User
+from billing.services import balance_open
 
 KEY_PREFIX = "bapi_"
 _DISPLAY_PREFIX_LEN = 12
@@ -38,12 +39,33 @@ class AuthenticatedKey:
 
     key_id: int
     user_id: int
-    chat_rpm: int
+    chat_rpm: int  # the plan's, the account's override, or the key's own when lower
     image_rpm: int
     expires_at: float | None  # epoch seconds
+    prepaid: bool = True  # the plan requires a balance
+    spend_limit_micro_usd: int | None = None  # the key's budget per period
+    spend_limit_period: str = "month"
+    allowed_models: tuple[str, ...] = ()  # empty: every model
 
     def as_tuple(self) -> tuple:
-        return (self.key_id, self.user_id, self.chat_rpm, self.image_rpm, self.expires_at)
+        return (
+            self.key_id,
+            self.user_id,
+            self.chat_rpm,
+            self.image_rpm,
+            self.expires_at,
+            self.prepaid,
+            self.spend_limit_micro_usd,
+            self.spend_limit_period,
+            self.allowed_models,
+        )
+
+    def allows_model(self, slug: str) -> bool:
+        return not self.allowed_models or slug in self.allowed_models
+
+
+# Entries cached by an older release have fewer fields: they are read again from the database.
+_CACHED_FIELDS = len(AuthenticatedKey.__slots__)
 
 
 def hash_key(raw_key: str) -> str:
@@ -65,9 +87,12 @@ def plan_default() -> Plan:
 
 
 def user_create(*, email: str, password: str | None = None, plan: Plan | None = None) -> User:
-    user = User.objects.create_user(email=email, password=password)
-    user.plan = plan or plan_default()
-    user.save(update_fields=["plan"])
+    """A new account on `plan` (the default plan), with its balance and the plan's sign-up credit."""
+    with transaction.atomic():
+        user = User.objects.create_user(email=email, password=password)
+        user.plan = plan or plan_default()
+        user.save(update_fields=["plan"])
+        balance_open(user_id=user.id, signup_grant_micro_usd=user.plan.signup_grant_micro_usd if user.plan else 0)
     return user
 
 
@@ -147,6 +172,41 @@ def api_key_revoke(*, user: User, key_id: int) -> ApiKey:
     return api_key
 
 
+def api_key_set_controls(
+    *,
+    user: User,
+    key_id: int,
+    spend_limit_micro_usd: int | None,
+    spend_limit_period: str,
+    allowed_models: list[str],
+    chat_rpm: int | None,
+) -> ApiKey:
+    """The owner's controls on one of their keys: budget, allowed models, a lower request rate.
+
+    Raises ApiKey.DoesNotExist for anyone else's key. A changed budget starts
+    its count again from the key's usage records (billing keeps the count).
+    """
+    from billing.services import key_budget_reset
+
+    with transaction.atomic():
+        api_key = ApiKey.objects.select_for_update().get(id=key_id, user=user)
+        budget_changed = (api_key.spend_limit_micro_usd, api_key.spend_limit_period) != (
+            spend_limit_micro_usd,
+            spend_limit_period,
+        )
+        api_key.spend_limit_micro_usd = spend_limit_micro_usd
+        api_key.spend_limit_period = spend_limit_period
+        api_key.allowed_models = sorted(set(allowed_models))
+        api_key.chat_rpm_override = chat_rpm
+        api_key.save(
+            update_fields=["spend_limit_micro_usd", "spend_limit_period", "allowed_models", "chat_rpm_override"]
+        )
+        if budget_changed:
+            key_budget_reset(api_key_id=api_key.id)
+    _keys_invalidate([api_key.hashed_key])
+    return api_key
+
+
 def api_key_authenticate(*, raw_key: str) -> AuthenticatedKey:
     """The caller behind a raw key, or KeyRejected. Cache first, database on a miss."""
     if not raw_key or not raw_key.startswith(KEY_PREFIX) or len(raw_key) > 200:
@@ -154,7 +214,7 @@ def api_key_authenticate(*, raw_key: str) -> AuthenticatedKey:
     hashed = hash_key(raw_key)
     cache_key = _cache_key(hashed)
     cached = cache.get(cache_key)
-    if cached is None:
+    if cached is None or (isinstance(cached, tuple) and len(cached) != _CACHED_FIELDS):
         cached = _key_lookup(hashed)
         cache.add(cache_key, cached, settings.BELUGA["KEY_CACHE_SECONDS"])
     elif cached == _RECHECK:
@@ -198,10 +258,17 @@ def _key_lookup(hashed: str) -> tuple | bool:
     # so that no timing difference depends on the stored value.
     if row is None or not hmac.compare_digest(row.hashed_key, hashed):
         return False
+    chat_rpm = row.user.chat_rpm
+    if row.chat_rpm_override is not None:
+        chat_rpm = min(chat_rpm, row.chat_rpm_override)
     return AuthenticatedKey(
         key_id=row.id,
         user_id=row.user_id,
-        chat_rpm=row.user.chat_rpm,
+        chat_rpm=chat_rpm,
         image_rpm=row.user.image_rpm,
         expires_at=row.expires_at.timestamp() if row.expires_at else None,
+        prepaid=row.user.plan.prepaid if row.user.plan else True,
+        spend_limit_micro_usd=row.spend_limit_micro_usd,
+        spend_limit_period=row.spend_limit_period,
+        allowed_models=tuple(row.allowed_models or ()),
     ).as_tuple()

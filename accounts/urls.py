@@ -11,4 +11,5 @@ urlpatterns = [
     path("dashboard/", views.dashboard, name="dashboard"),
     path("dashboard/keys/new", views.key_create, name="key-create"),
     path("dashboard/keys/<int:key_id>/revoke", views.key_revoke, name="key-revoke"),
+    path("dashboard/keys/<int:key_id>/controls", views.key_controls, name="key-controls"),
 ]

@@ -1,4 +1,4 @@
-"""The customer dashboard: sign-up, log-in, and API keys."""
+"""The customer dashboard: sign-up, log-in, balance, and API keys with their controls and spend."""
 
 from __future__ import annotations
 
@@ -7,15 +7,23 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_ratelimit.decorators import ratelimit
 
-from accounts.forms import ApiKeyCreateForm, EmailAuthenticationForm, SignupForm
+from accounts.forms import ApiKeyControlsForm, ApiKeyCreateForm, EmailAuthenticationForm, SignupForm
 from accounts.models import ApiKey, User
-from accounts.services import api_key_create, api_key_revoke, user_create
+from accounts.services import api_key_create, api_key_revoke, api_key_set_controls, user_create
+from billing.selectors import (
+    balance_summary,
+    keys_with_spend,
+    spend_alert_thresholds,
+    usage_spent_this_month,
+    utc_month_start,
+)
 from catalog.selectors import model_example_slug
 
 
@@ -79,6 +87,21 @@ def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
     return redirect("dashboard")
 
 
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def key_controls(request: HttpRequest, key_id: int) -> HttpResponse:
+    user: User = request.user
+    api_key = get_object_or_404(ApiKey, id=key_id, user=user)
+    form = ApiKeyControlsForm(request.POST or None, api_key=api_key, account_chat_rpm=user.chat_rpm)
+    if request.method == "POST" and form.is_valid():
+        api_key_set_controls(user=user, key_id=api_key.id, **form.controls)
+        messages.success(request, f"Controls of “{api_key.name}” saved. They apply to its next request.")
+        return redirect("dashboard")
+    status = 400 if form.errors else 200
+    return render(request, "accounts/key_controls.html", {"key": api_key, "form": form}, status=status)
+
+
 def _dashboard_render(
     request: HttpRequest,
     *,
@@ -88,12 +111,17 @@ def _dashboard_render(
     status: int = 200,
 ) -> HttpResponse:
     user: User = request.user
+    now = timezone.now()
     context = {
         "plan": user.plan,
+        "balance": balance_summary(user=user),
+        "month": utc_month_start(now),
+        "month_spent": usage_spent_this_month(user=user, now=now),
+        "alert_thresholds": spend_alert_thresholds(user=user),
         "chat_rpm": user.chat_rpm,
         "image_rpm": user.image_rpm,
         "has_override": user.chat_rpm_override is not None or user.image_rpm_override is not None,
-        "keys": user.api_keys.all(),
+        "keys": keys_with_spend(user=user, now=now),
         "form": form,
         "new_key": new_key,
         "new_key_row": new_key_row,

@@ -30,3 +30,25 @@ def token_cost(
         + output_tokens * model.output_per_1m
     )
     return -(-numerator // TOKENS_PER_PRICE_UNIT)
+
+
+def max_token_cost(*, model: ModelInfo, input_tokens: int, output_tokens: int) -> int:
+    """The most a call of this size can cost: every input token at the dearest input price.
+
+    (Writing to a provider's prompt cache can cost more than plain input.)
+    """
+    input_price = max(model.input_per_1m, model.cached_input_per_1m or 0, model.cache_write_per_1m or 0)
+    numerator = input_tokens * input_price + output_tokens * model.output_per_1m
+    return -(-numerator // TOKENS_PER_PRICE_UNIT)
+
+
+def usd_text(micro_usd: int) -> str:
+    """Micro-USD as an exact decimal string of dollars: 1234 -> "0.001234"."""
+    sign = "-" if micro_usd < 0 else ""
+    whole, fraction = divmod(abs(micro_usd), 1_000_000)
+    return f"{sign}{whole}.{fraction:06d}"
+
+
+def cost_fields(cost_micro_usd: int) -> dict:
+    """The fields Beluga adds to a client protocol's usage object: `cost` in USD (exact text) and micro-USD."""
+    return {"cost": usd_text(cost_micro_usd), "cost_micro_usd": cost_micro_usd}

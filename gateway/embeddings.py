@@ -27,12 +27,14 @@ from gateway.pipeline import (
     _upstream_json,
     authenticate,
     estimate_tokens,
+    hold_for_call,
     model_and_route,
     parse_json_body,
     post_upstream,
     priced_json,
     raise_if_limited,
     release_db_connection,
+    run_held,
     unreadable,
 )
 from gateway.protocols import UpstreamRequest, gemini
@@ -93,16 +95,13 @@ def embeddings_call(request: HttpRequest) -> HttpResponse:
         raise_if_limited(limit)
         body = parse_json_body(request)
         spec = _validated(body)
-        model, route = model_and_route(spec["model"], categories=EMBEDDING_CATEGORIES, served="embedding")
-        release_db_connection()
+        model, route = model_and_route(spec["model"], categories=EMBEDDING_CATEGORIES, served="embedding", key=key)
+        if route.kind not in ("openai", "gemini"):
+            raise UpstreamError(f"'{model.slug}' is routed to an upstream that has no embeddings.", status=503)
         chars = sum(len(item) if isinstance(item, str) else 4 * len(item) for item in spec["inputs"])
         ctx = CallContext(request.request_id, started, key, EMBEDDINGS, model, route, False, chars)
-        if route.kind == "openai":
-            response = _openai(ctx, body)
-        elif route.kind == "gemini":
-            response = _gemini(ctx, spec)
-        else:
-            raise UpstreamError(f"'{model.slug}' is routed to an upstream that has no embeddings.", status=503)
+        hold_for_call(ctx, None, output_tokens=0)
+        response = run_held(ctx, lambda: _openai(ctx, body) if route.kind == "openai" else _gemini(ctx, spec))
     except ApiError as error:
         error.headers = {**limit.headers(), **error.headers}
         raise

@@ -58,6 +58,14 @@ class PermissionDenied(ApiError):
     type = "permission_error"
 
 
+class PaymentRequired(ApiError):
+    """The account's balance or the key's budget does not cover the call (OpenAI's quota error)."""
+
+    status = 402
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
 class NotFound(ApiError):
     status = 404
     type = "invalid_request_error"

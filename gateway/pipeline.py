@@ -1,7 +1,9 @@
 """The request pipeline for model calls, step by step:
 
     authenticate → rate-limit → read the request (client protocol) → route →
-    call the upstream (its protocol) → answer (client protocol) → price → record
+    hold the most the call can cost (prepaid accounts, key budgets) →
+    call the upstream (its protocol) → answer (client protocol) → price →
+    record and settle (one transaction)
 
 Every client protocol (OpenAI chat, Anthropic Messages, Gemini, OpenAI
 Responses) enters through `model_call`. When the client and the route's
@@ -23,11 +25,21 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.utils import timezone
 
 from accounts.limits import BUCKET_CHAT, rate_limit_hit
 from accounts.services import AuthenticatedKey, KeyRejected, api_key_authenticate
-from billing.pricing import token_cost
-from billing.services import usage_record
+from billing.pricing import cost_fields, max_token_cost, token_cost, usd_text
+from billing.services import (
+    Budget,
+    BudgetExceeded,
+    ChargedPrices,
+    Hold,
+    InsufficientBalance,
+    reservation_release,
+    reserve,
+    usage_record,
+)
 from catalog.models import CHAT_CATEGORIES
 from catalog.selectors import ModelInfo, RouteTarget, model_get, route_pick
 from gateway.errors import (
@@ -36,6 +48,8 @@ from gateway.errors import (
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
+    PaymentRequired,
+    PermissionDenied,
     RateLimited,
     UpstreamError,
 )
@@ -64,6 +78,7 @@ UPSTREAM_PROTOCOLS = {
 # Upstream kinds that need an image's bytes: a URL is fetched by Beluga (safely) first.
 NEEDS_IMAGE_BYTES = frozenset({"gemini"})
 DROPPED_HEADER = "X-Beluga-Dropped-Params"
+COST_HEADER = "X-Request-Cost-Micro-Usd"
 # Without the upstream's usage (a stream cut short), tokens are estimated from
 # characters: about four characters a token for English text with OpenAI's
 # tokenizers. Marked usage_estimated on the record.
@@ -98,6 +113,8 @@ class CallContext:
     stream: bool
     prompt_chars: int  # for the token estimate when the upstream gives no usage
     body: dict | None = None  # the fast path: the validated OpenAI body, forwarded as is
+    hold: Hold | None = None  # the money held for this call (prepaid accounts, key budgets)
+    recorded: bool = False  # the usage record (and the hold's settle) is written
 
 
 def raw_key_from(request: HttpRequest) -> str:
@@ -202,11 +219,20 @@ def prompt_chars(body: dict) -> int:
     return total
 
 
-def model_and_route(slug: str, *, categories: frozenset, served: str) -> tuple[ModelInfo, RouteTarget]:
-    """The model and the upstream to call for it: 404 unknown, 400 outside `categories`, 503 no route."""
+def model_and_route(
+    slug: str, *, categories: frozenset, served: str, key: AuthenticatedKey | None = None
+) -> tuple[ModelInfo, RouteTarget]:
+    """The model and the upstream to call for it: 404 unknown, 403 not allowed for the key,
+    400 outside `categories`, 503 without a price or a route."""
     found = model_get(slug=slug)
     if found is None:
         raise NotFound(f"The model '{slug}' does not exist.", param="model", code="model_not_found")
+    if key is not None and not key.allows_model(found.slug):
+        raise PermissionDenied(
+            f"This API key may not call '{found.slug}'. It is limited to: {', '.join(key.allowed_models)}.",
+            param="model",
+            code="model_not_allowed",
+        )
     if found.category not in categories:
         article = "an" if found.category[0] in "aeiou" else "a"
         raise InvalidRequest(
@@ -214,10 +240,117 @@ def model_and_route(slug: str, *, categories: frozenset, served: str) -> tuple[M
             param="model",
             code="model_not_supported",
         )
+    if not found.priced:
+        # Never served for free by accident: an operator has to set its price first (see /v1/health).
+        raise UpstreamError(
+            f"The model '{found.slug}' has no price set, so Beluga does not serve it yet.",
+            status=503,
+            code="model_not_priced",
+        )
     route = route_pick(model=found)
     if route is None:
         raise UpstreamError(f"No upstream is available for '{found.slug}' right now.", status=503)
     return found, route
+
+
+# --- holding money before the call ------------------------------------------------
+
+IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image"})
+IMAGE_PART_KEYS = ("inlineData", "inline_data", "fileData", "file_data")
+
+
+def images_in(value) -> int:
+    """Image parts anywhere in a request, in any client protocol (iterative, like text_chars)."""
+    count = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("type") in IMAGE_PART_TYPES or any(k in item for k in IMAGE_PART_KEYS):
+                count += 1
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
+MAX_OUTPUT_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+
+
+def requested_max_output(body) -> int | None:
+    """The output cap the client asked for, in any client protocol's field."""
+    if not isinstance(body, dict):
+        return None
+    config = body.get("generationConfig") or body.get("generation_config")
+    candidates = [body.get(name) for name in MAX_OUTPUT_KEYS]
+    if isinstance(config, dict):
+        candidates += [config.get("maxOutputTokens"), config.get("max_output_tokens")]
+    for value in candidates:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def hold_for_call(ctx: CallContext, body, *, output_tokens: int | None = None) -> None:
+    """Hold the most the call can cost, or answer 402; a no-op for postpaid keys without a budget.
+
+    Input: a token per character of text (tokenizers give fewer) plus a fixed
+    amount per image, at most the model's context window. Output: the
+    request's cap, else the model's output limit, else a default.
+    """
+    key = ctx.key
+    if not key.prepaid and key.spend_limit_micro_usd is None:
+        return
+    model = ctx.model
+    limits = settings.BELUGA
+    input_tokens = ctx.prompt_chars + images_in(body) * limits["RESERVE_TOKENS_PER_IMAGE"]
+    if model.context_window:
+        input_tokens = min(input_tokens, model.context_window)
+    if output_tokens is None:
+        output_tokens = model.max_output_tokens or limits["RESERVE_DEFAULT_OUTPUT_TOKENS"]
+        requested = requested_max_output(body)
+        if requested is not None:
+            output_tokens = min(requested, output_tokens) if model.max_output_tokens else requested
+    amount = max_token_cost(model=model, input_tokens=input_tokens, output_tokens=output_tokens)
+    budget = None
+    if key.spend_limit_micro_usd is not None:
+        budget = Budget(limit_micro_usd=key.spend_limit_micro_usd, period=key.spend_limit_period)
+    try:
+        ctx.hold = reserve(
+            user_id=key.user_id,
+            api_key_id=key.key_id,
+            request_id=ctx.request_id,
+            amount_micro_usd=amount,
+            charges_balance=key.prepaid,
+            budget=budget,
+        )
+    except InsufficientBalance as short:
+        raise PaymentRequired(
+            f"Your balance is too low for this call: ${usd_text(max(0, short.available_micro_usd))} available, "
+            f"and the call may cost up to ${usd_text(amount)} ({input_tokens} input tokens estimated, "
+            f"up to {output_tokens} output tokens). Add credit, or lower max_tokens.",
+        ) from None
+    except BudgetExceeded as over:
+        period = {"day": "daily", "month": "monthly", "total": "total"}[over.budget.period]
+        resets = over.budget.period_end(timezone.now())
+        raise PaymentRequired(
+            f"This API key's {period} spend limit of ${usd_text(over.budget.limit_micro_usd)} would be exceeded: "
+            f"${usd_text(over.spent_micro_usd)} spent and ${usd_text(over.held_micro_usd)} held by calls in flight, "
+            f"and this call may cost up to ${usd_text(amount)}."
+            + (f" The limit resets at {resets:%Y-%m-%d %H:%M} UTC." if resets else ""),
+            code="budget_exceeded",
+        ) from None
+
+
+def run_held(ctx: CallContext, call):
+    """Run the rest of the call; a hold the call did not record (an error in between) is given back."""
+    release_db_connection()
+    try:
+        return call()
+    except BaseException:
+        if ctx.hold is not None and not ctx.recorded:
+            reservation_release(ctx.hold, request_id=ctx.request_id)
+        raise
 
 
 def raise_if_limited(limit) -> None:
@@ -265,7 +398,7 @@ def model_call(
             if not isinstance(slug, str) or not slug:
                 inbound.module.read_request(body, model=model, stream=stream)  # the protocol's own error
                 raise InvalidRequest("Missing required parameter: 'model'.", param="model")
-        found, route = model_and_route(slug, categories=CHAT_CATEGORIES, served="chat")
+        found, route = model_and_route(slug, categories=CHAT_CATEGORIES, served="chat", key=key)
         # The same protocol on both sides: the client's request goes as it is (see _passthrough).
         passthrough = chat is None and hasattr(inbound.module, "passthrough_request")
         passthrough = passthrough and UPSTREAM_PROTOCOLS.get(route.kind) is inbound.module
@@ -279,22 +412,26 @@ def model_call(
             streaming = conversation.stream
         if streaming and not found.supports_stream:
             raise InvalidRequest(f"The model '{found.slug}' does not support streaming.", param="stream")
-        release_db_connection()
         if chat is not None and route.kind == "openai":
             ctx = CallContext(
                 request.request_id, started, key, inbound, found, route, streaming, prompt_chars(chat.body), chat.body
             )
-            response = _stream(ctx, include_usage=chat.include_usage) if streaming else _complete(ctx)
+            hold_for_call(ctx, body)
+            response = run_held(
+                ctx, lambda: _stream(ctx, include_usage=chat.include_usage) if streaming else _complete(ctx)
+            )
         elif passthrough:
             ctx = CallContext(request.request_id, started, key, inbound, found, route, streaming, text_chars(body))
-            response = _passthrough(ctx, body, request.headers, writer_options or {})
+            hold_for_call(ctx, body)
+            response = run_held(ctx, lambda: _passthrough(ctx, body, request.headers, writer_options or {}))
         else:
             if conversation is None:
                 conversation = openai_chat.conversation_from(chat)
             ctx = CallContext(
                 request.request_id, started, key, inbound, found, route, streaming, conversation_chars(conversation)
             )
-            response = _translated(ctx, conversation, writer_options or {})
+            hold_for_call(ctx, body)
+            response = run_held(ctx, lambda: _translated(ctx, conversation, writer_options or {}))
     except ApiError as error:
         error.headers = {**limit.headers(), **error.headers}
         raise
@@ -303,15 +440,34 @@ def model_call(
     return response
 
 
-def _record(ctx: CallContext, *, usage: Usage | None = None, estimated: bool = False, **fields) -> int:
-    usage = usage or Usage()
-    cost = token_cost(
+def call_cost(ctx: CallContext, usage: Usage | None) -> int:
+    """What the call costs at the prices it started with (the catalog snapshot taken then)."""
+    if usage is None:
+        return 0
+    return token_cost(
         model=ctx.model,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         cached_tokens=usage.cached_input_tokens,
         cache_write_tokens=usage.cache_write_tokens,
     )
+
+
+def charged_prices(model: ModelInfo) -> ChargedPrices:
+    input_price = model.input_per_1m
+    return ChargedPrices(
+        input_per_1m=input_price,
+        output_per_1m=model.output_per_1m,
+        cached_input_per_1m=input_price if model.cached_input_per_1m is None else model.cached_input_per_1m,
+        cache_write_per_1m=input_price if model.cache_write_per_1m is None else model.cache_write_per_1m,
+    )
+
+
+def _record(ctx: CallContext, *, usage: Usage | None = None, estimated: bool = False, **fields) -> int:
+    """Write the call's usage record and settle its hold (once per call); returns the cost."""
+    cost = call_cost(ctx, usage)
+    usage = usage or Usage()
+    ctx.recorded = True
     usage_record(
         request_id=ctx.request_id,
         user_id=ctx.key.user_id,
@@ -330,7 +486,10 @@ def _record(ctx: CallContext, *, usage: Usage | None = None, estimated: bool = F
         reasoning_tokens=usage.reasoning_tokens,
         usage_estimated=estimated,
         cost_micro_usd=cost,
+        prices=charged_prices(ctx.model),
         latency_ms=_ms(ctx.started),
+        hold=ctx.hold,
+        charge_balance=ctx.key.prepaid,
         **fields,
     )
     return cost
@@ -402,14 +561,28 @@ def _complete(ctx: CallContext) -> HttpResponse:
     reported = openai_chat.read_usage(data)
     usage = reported or _estimated_usage(ctx, openai_adapter.completion_chars(data))
     data["model"] = ctx.model.slug
-    return priced_json(ctx, usage, data, estimated=reported is None, upstream_ms=upstream_ms)
+    choices = data.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    finish = first.get("finish_reason")
+    return priced_json(
+        ctx,
+        usage,
+        data,
+        estimated=reported is None,
+        upstream_ms=upstream_ms,
+        finish_reason=finish if isinstance(finish, str) else "",
+    )
 
 
 def _stream(ctx: CallContext, *, include_usage: bool) -> HttpResponse:
     upstream, upstream_started = _openai_send(ctx, stream=True)
     relayed = RelayedStream(
         upstream=upstream,
-        relay=openai_adapter.StreamRelay(public_model=ctx.model.slug, keep_usage=include_usage),
+        relay=openai_adapter.StreamRelay(
+            public_model=ctx.model.slug,
+            keep_usage=include_usage,
+            cost_of=lambda usage: cost_fields(call_cost(ctx, usage)),
+        ),
         on_finish=lambda outcome: _record_stream(ctx, outcome, upstream_started),
     )
     return _event_stream_response(relayed, "text/event-stream")
@@ -431,6 +604,7 @@ def _record_stream(ctx: CallContext, outcome: StreamOutcome, upstream_started: f
         ctx,
         usage=usage,
         estimated=outcome.usage is None,
+        finish_reason=outcome.finish_reason,
         status_code=outcome.status,
         error_type=outcome.error_type,
         client_disconnected=outcome.client_disconnected,
@@ -495,11 +669,19 @@ def _reply_of(ctx: CallContext, module, data, upstream_ms: int) -> Reply:
 def _priced_reply(ctx: CallContext, reply: Reply, body: dict, upstream_ms: int) -> HttpResponse:
     estimated = reply.usage is None
     usage = reply.usage or _estimated_usage(ctx, reply.output_chars)
-    return priced_json(ctx, usage, body, estimated=estimated, upstream_ms=upstream_ms)
+    return priced_json(
+        ctx, usage, body, estimated=estimated, upstream_ms=upstream_ms, finish_reason=reply.stop_reason or ""
+    )
 
 
-def priced_json(ctx: CallContext, usage: Usage, body: dict, *, estimated: bool, upstream_ms: int) -> HttpResponse:
-    """Record and price a whole answer, and send `body` with the cost header."""
+def priced_json(
+    ctx: CallContext, usage: Usage, body: dict, *, estimated: bool, upstream_ms: int, finish_reason: str = ""
+) -> HttpResponse:
+    """Record and price a whole answer, and send `body` with its cost (header, and in its usage object)."""
+    cost = call_cost(ctx, usage)
+    usage_object = body.get("usage") if isinstance(body.get("usage"), dict) else body.get("usageMetadata")
+    if isinstance(usage_object, dict):
+        usage_object.update(cost_fields(cost))
     try:
         content = orjson.dumps(body)
     except orjson.JSONEncodeError:
@@ -514,9 +696,16 @@ def priced_json(ctx: CallContext, usage: Usage, body: dict, *, estimated: bool, 
             upstream_latency_ms=upstream_ms,
         )
         raise
-    cost = _record(ctx, usage=usage, estimated=estimated, status_code=200, upstream_latency_ms=upstream_ms)
+    _record(
+        ctx,
+        usage=usage,
+        estimated=estimated,
+        finish_reason=finish_reason,
+        status_code=200,
+        upstream_latency_ms=upstream_ms,
+    )
     response = HttpResponse(content, content_type="application/json")
-    response["X-Request-Cost-Micro-Usd"] = str(cost)
+    response[COST_HEADER] = str(cost)
     return response
 
 
@@ -575,7 +764,11 @@ def _translated(ctx: CallContext, conversation: Conversation, writer_options: di
     inbound = ctx.inbound.module
     if ctx.stream:
         writer = inbound.StreamWriter(
-            model=ctx.model.slug, request_id=ctx.request_id, conversation=conversation, **writer_options
+            model=ctx.model.slug,
+            request_id=ctx.request_id,
+            conversation=conversation,
+            cost_of=lambda usage: cost_fields(call_cost(ctx, usage)),
+            **writer_options,
         )
         translated = TranslatedStream(
             upstream=upstream,

@@ -266,6 +266,39 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 270)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# Periodic tasks, sent by `celery -A gateway beat` (exactly one per deployment; `make run`
+# starts it). A run not picked up before the next one is due is dropped (`expires`), and
+# beat's runs store no result.
+CELERY_BEAT_SCHEDULE = {
+    "billing-reservations-sweep": {
+        "task": "billing.tasks.reservations_sweep_task",
+        "schedule": 60.0,
+        "options": {"expires": 55, "ignore_result": True},
+    },
+    "billing-spend-alerts": {
+        "task": "billing.tasks.spend_alerts_task",
+        "schedule": 300.0,
+        "options": {"expires": 290, "ignore_result": True},
+    },
+    "gateway-idempotency-keys-purge": {
+        "task": "gateway.tasks.idempotency_keys_purge_task",
+        "schedule": 3600.0,
+        "options": {"expires": 3500, "ignore_result": True},
+    },
+}
+
+# Email (spend alerts): the console in development, SMTP otherwise.
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Beluga <beluga@localhost>")
 
 # Beluga itself.
 BELUGA = {
@@ -289,6 +322,17 @@ BELUGA = {
     "IMAGE_FETCH_ALLOW_PRIVATE": env_bool("BELUGA_IMAGE_FETCH_ALLOW_PRIVATE", False),
     "IMAGE_FETCH_MAX_BYTES": env_int("BELUGA_IMAGE_FETCH_MAX_BYTES", 20 * 1024 * 1024),
     "IMAGE_FETCH_TIMEOUT_SECONDS": env_int("BELUGA_IMAGE_FETCH_TIMEOUT_SECONDS", 10),
+    # Money held before a call on a prepaid account (or a key with a budget) is
+    # the most the call can cost: its input estimated from the request (a
+    # token per character of text, plus this much per image) and its output
+    # cap (the request's max tokens, else the model's output limit, else this).
+    "RESERVE_TOKENS_PER_IMAGE": env_int("BELUGA_RESERVE_TOKENS_PER_IMAGE", 2000),
+    "RESERVE_DEFAULT_OUTPUT_TOKENS": env_int("BELUGA_RESERVE_DEFAULT_OUTPUT_TOKENS", 32768),
+    # A hold still open this long after its call started belongs to a worker
+    # that died: the sweeper (a periodic Celery task) gives it back.
+    "RESERVATION_TIMEOUT_SECONDS": env_int("BELUGA_RESERVATION_TIMEOUT_SECONDS", 3600),
+    # How long an Idempotency-Key is remembered per account (Stripe: 24 h).
+    "IDEMPOTENCY_TTL_SECONDS": env_int("BELUGA_IDEMPOTENCY_TTL_SECONDS", 86400),
 }
 
 LOGGING = {

@@ -27,6 +27,7 @@ class StreamOutcome:
     usage: Usage | None = None  # as the upstream reported it
     delivered_chars: int = 0  # text, thinking and tool arguments sent: for the estimate without usage
     usage_so_far: Usage | None = None  # translated streams: what the upstream reported before it was cut
+    finish_reason: str = ""
 
 
 def stream_error_event(message: str) -> bytes:
@@ -117,6 +118,7 @@ class RelayedStream(_RecordedStream):
     def _fill(self, outcome: StreamOutcome) -> None:
         outcome.usage = self.relay.usage
         outcome.delivered_chars = self.relay.delivered_chars
+        outcome.finish_reason = self.relay.finish_reason
 
 
 class TranslatedStream(_RecordedStream):
@@ -176,6 +178,7 @@ class TranslatedStream(_RecordedStream):
         outcome.usage = reply.usage
         outcome.delivered_chars = reply.output_chars
         outcome.usage_so_far = getattr(self.reader, "usage_so_far", None)
+        outcome.finish_reason = reply.stop_reason or ""
 
 
 def _drain(events: Iterator[bytes]) -> None:

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from gateway import views
+from gateway import account_api, views
 
 # The API is served under /v1 and, for clients that expect it, /api/v1.
 api_patterns = [
@@ -13,6 +13,9 @@ api_patterns = [
     path("messages/count_tokens", views.messages_count_tokens, name="messages-count-tokens"),
     path("responses", views.responses, name="responses"),
     path("embeddings", views.embeddings, name="embeddings"),
+    path("generation", account_api.generation, name="generation"),
+    path("key", account_api.key, name="key"),
+    path("auth/key", account_api.key, name="auth-key"),
     re_path(r"^.*$", views.api_not_found),
 ]
 

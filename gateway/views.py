@@ -7,12 +7,13 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
-from catalog.selectors import model_public_get, models_public, upstreams_configured
+from catalog.selectors import model_public_get, models_public, models_unpriced, upstreams_configured
 from catalog.serializers import PublicModelSerializer
 from gateway import pipeline
 from gateway.embeddings import embeddings_call
 from gateway.errors import MethodNotAllowed, NotFound
 from gateway.gemini_models import gemini_model_get, gemini_models_page
+from gateway.idempotency import idempotent
 
 
 def _post_only(request: HttpRequest) -> None:
@@ -30,12 +31,14 @@ def _get_only(request: HttpRequest) -> None:
 
 
 @csrf_exempt
+@idempotent
 def chat_completions(request: HttpRequest) -> HttpResponse:
     _post_only(request)
     return pipeline.chat_completions(request)
 
 
 @csrf_exempt
+@idempotent
 def messages(request: HttpRequest) -> HttpResponse:
     """Anthropic Messages (Claude Code, the Anthropic SDK)."""
     _post_only(request)
@@ -49,6 +52,7 @@ def messages_count_tokens(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_exempt
+@idempotent
 def responses(request: HttpRequest) -> HttpResponse:
     """OpenAI Responses (Codex CLI)."""
     _post_only(request)
@@ -56,6 +60,7 @@ def responses(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_exempt
+@idempotent
 def embeddings(request: HttpRequest) -> HttpResponse:
     _post_only(request)
     return embeddings_call(request)
@@ -73,7 +78,11 @@ def gemini_model_action(request: HttpRequest, model: str, action: str) -> HttpRe
     if action not in GEMINI_ACTIONS:
         raise NotFound(f"Unknown method '{action}' for models/{model}.", code="unknown_path")
     _post_only(request)
-    stream = GEMINI_ACTIONS[action]
+    return _gemini_generate(request, model=model, stream=GEMINI_ACTIONS[action])
+
+
+@idempotent
+def _gemini_generate(request: HttpRequest, *, model: str, stream: bool) -> HttpResponse:
     return pipeline.model_call(
         request,
         inbound=pipeline.GEMINI,
@@ -130,17 +139,25 @@ def model_detail(request, model_id: str) -> Response:
 
 
 def health(request: HttpRequest) -> JsonResponse:
-    """Liveness and readiness: 503 when the database cannot be reached."""
+    """Liveness and readiness: 503 when the database cannot be reached.
+
+    "degraded" (still 200: the service is up) when the cache fails or an
+    enabled model lacks a price, which makes its calls fail with 503.
+    """
     _get_only(request)
     body = {"status": "ok", "database": "ok", "cache": "ok"}
     status = 200
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
+        unpriced = models_unpriced()
         body["catalog"] = {
             "models_enabled": models_public().count(),
             "upstreams_configured": upstreams_configured(),
+            "unpriced_models": unpriced,
         }
+        if unpriced:
+            body["status"] = "degraded"
     except Exception:  # noqa: BLE001 - any database failure means not ready
         body.update(status="unavailable", database="error")
         status = 503

@@ -9,11 +9,17 @@ from types import SimpleNamespace
 
 import pytest
 from django.core.cache import cache
+from django.core.servers.basehttp import WSGIServer
 
 from accounts.models import Plan
 from accounts.services import _last_used_seen, api_key_create, user_create
+from billing.services import balance_grant
 
 pytest_plugins = ["tests.fixtures_gateway"]
+
+# The live server's listen backlog is Django's 10: a burst of concurrent clients (the ledger's
+# 50-call test) would see connections refused, which a production server (gunicorn: 2048) never does.
+WSGIServer.request_queue_size = 128
 
 
 def _reseed_if_flushed() -> None:
@@ -79,10 +85,14 @@ def plan_factory(db):
 def user_factory(db):
     counter = {"n": 0}
 
-    def make(email=None, password="correct-horse-battery-staple", plan="free"):
+    def make(email=None, password="correct-horse-battery-staple", plan="free", credit_micro_usd=100_000_000):
+        """A user on `plan`; prepaid accounts get `credit_micro_usd` (100 USD) on top of any sign-up credit."""
         counter["n"] += 1
         email = email or f"user{counter['n']}@example.com"
-        return user_create(email=email, password=password, plan=Plan.objects.get(slug=plan))
+        user = user_create(email=email, password=password, plan=Plan.objects.get(slug=plan))
+        if credit_micro_usd:
+            balance_grant(user_id=user.id, amount_micro_usd=credit_micro_usd, reason="test credit")
+        return user
 
     return make
 
@@ -95,3 +105,12 @@ def api_key_factory(db, user_factory):
         return api_key_create(user=user or user_factory(), name=name, **kwargs)
 
     return make
+
+
+@pytest.fixture
+def ledger_invariants(db):
+    """After the test: every cached balance equals the sum of its ledger entries (billing/checks.py)."""
+    yield
+    from billing.checks import ledger_discrepancies
+
+    assert ledger_discrepancies() == []

@@ -207,6 +207,7 @@ def test_editing_a_plan_in_admin_clears_its_users_cached_keys(admin_client_, use
             "chat_rpm": 123,
             "image_rpm": plan.image_rpm,
             "prepaid": "on",
+            "signup_grant_micro_usd": "0",
             "sort_order": plan.sort_order,
         },
     )

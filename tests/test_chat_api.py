@@ -343,9 +343,16 @@ def _non_cache_queries(captured) -> list[str]:
     return [q["sql"] for q in captured if "beluga_cache" not in q["sql"] and "SAVEPOINT" not in q["sql"].upper()]
 
 
+@pytest.fixture
+def postpaid_key(api_key_factory, user_factory) -> str:
+    """A key of a postpaid (Enterprise) account: nothing is held or charged at call time."""
+    return api_key_factory(user=user_factory(plan="enterprise", password=None))[1]
+
+
 def test_warm_chat_call_only_inserts_the_usage_record(
-    client, chat_route, raw_key, fake_upstream, django_assert_max_num_queries, settings
+    client, chat_route, postpaid_key, fake_upstream, django_assert_max_num_queries, settings
 ):
+    raw_key = postpaid_key
     assert post_chat(client, raw_key, chat_body()).status_code == 200  # warms key cache and catalog
     redis = "redis" in settings.CACHES["default"]["BACKEND"].lower()
 
@@ -362,8 +369,9 @@ def test_warm_chat_call_only_inserts_the_usage_record(
 
 
 def test_warm_streamed_chat_call_only_inserts_the_usage_record(
-    client, chat_route, raw_key, fake_upstream, django_assert_max_num_queries, settings
+    client, chat_route, postpaid_key, fake_upstream, django_assert_max_num_queries, settings
 ):
+    raw_key = postpaid_key
     warm = post_chat(client, raw_key, chat_body(stream=True))
     b"".join(warm.streaming_content)
     redis = "redis" in settings.CACHES["default"]["BACKEND"].lower()
@@ -378,6 +386,39 @@ def test_warm_streamed_chat_call_only_inserts_the_usage_record(
     assert "billing_usagerecord" in queries[0]
 
 
+def test_warm_prepaid_call_writes_only_the_ledger_statements(
+    client, chat_route, raw_key, fake_upstream, django_assert_max_num_queries, settings
+):
+    assert post_chat(client, raw_key, chat_body()).status_code == 200
+    redis = "redis" in settings.CACHES["default"]["BACKEND"].lower()
+
+    # Seven statements, plus a SAVEPOINT and its RELEASE for each of the two transactions
+    # (the test runs inside a transaction of its own).
+    with django_assert_max_num_queries(7 + 4 if redis else 30) as captured:
+        response = post_chat(client, raw_key, chat_body())
+
+    assert response.status_code == 200
+    queries = [q.split()[0].upper() + " " + _table_of(q) for q in _non_cache_queries(captured.captured_queries)]
+    # The hold: one guarded UPDATE of the balance row, the reservation and its ledger entry.
+    # The settle, in one transaction: the usage record, the reservation closed, the balance and its entry.
+    assert queries == [
+        "UPDATE billing_balance",
+        "INSERT billing_reservation",
+        "INSERT billing_ledgerentry",
+        "INSERT billing_usagerecord",
+        "UPDATE billing_reservation",
+        "UPDATE billing_balance",
+        "INSERT billing_ledgerentry",
+    ]
+
+
+def _table_of(sql: str) -> str:
+    for table in ("billing_balance", "billing_reservation", "billing_ledgerentry", "billing_usagerecord"):
+        if table in sql:
+            return table
+    return "?"
+
+
 def test_cold_chat_call_reads_key_and_catalog_once(
     client, chat_route, raw_key, fake_upstream, django_assert_max_num_queries
 ):
@@ -386,8 +427,9 @@ def test_cold_chat_call_reads_key_and_catalog_once(
 
     assert response.status_code == 200
     queries = _non_cache_queries(captured.captured_queries)
-    # key lookup, last_used_at update, catalog snapshot (routes, models), usage insert
-    assert len(queries) <= 5, queries
+    # key lookup, last_used_at update, catalog snapshot (routes, models), then the hold and the
+    # settle (see test_warm_prepaid_call_writes_only_the_ledger_statements)
+    assert len(queries) <= 5 + 7, queries
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/v1/chat/completions"])

@@ -169,9 +169,9 @@ def test_landing_redirects_by_login_state(client, user_factory):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("name", ["dashboard", "usage"])
-def test_pages_require_login(client, name):
-    response = client.get(reverse(name))
+@pytest.mark.parametrize(("name", "args"), [("dashboard", []), ("usage", []), ("key-controls", [1])])
+def test_pages_require_login(client, name, args):
+    response = client.get(reverse(name, args=args))
 
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("login"))
@@ -189,6 +189,23 @@ def test_dashboard_shows_plan_and_limits(logged_in):
     assert "Free plan" in content
     assert f"<strong>{user.plan.chat_rpm}</strong> chat req/min" in content
     assert f"<strong>{user.plan.image_rpm}</strong> image req/min" in content
+
+
+@pytest.mark.django_db
+def test_dashboard_queries_do_not_grow_with_keys(
+    logged_in, api_key_factory, usage_record_factory, django_assert_max_num_queries
+):
+    client, user = logged_in
+    for i in range(8):
+        key, _ = api_key_factory(user=user, name=f"key {i}")
+        usage_record_factory(user=user, api_key=key, cost_micro_usd=i + 1)
+
+    # session, user, plan, balance, month's spend, alerts, key sums, keys; and the catalog snapshot (2) if not loaded
+    with django_assert_max_num_queries(10):
+        response = client.get(reverse("dashboard"))
+
+    assert len(response.context["keys"]) == 8
+    assert sum(row.spent_total_micro_usd for row in response.context["keys"]) == sum(range(1, 9))
 
 
 @pytest.mark.django_db

@@ -9,6 +9,7 @@ import pytest
 from accounts.models import ApiKey, User
 from billing.models import UsageRecord
 
+PASSWORD = "correct-horse-battery-staple"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -114,3 +115,67 @@ def test_sign_up_create_copy_revoke_key_and_see_usage(page, live_server):
     # Log out.
     page.get_by_role("button", name="Log out").click()
     expect(page).to_have_url(re.compile(r"/login/$"))
+
+
+def test_log_in_see_balance_and_charts_and_set_a_key_spend_limit(page, live_server):
+    from playwright.sync_api import expect
+
+    from accounts.models import Plan
+    from accounts.services import api_key_create, user_create
+    from billing.models import Balance
+    from billing.services import balance_grant, usage_record
+    from billing.templatetags.billing_tags import usd
+
+    user = user_create(email="money@example.com", password=PASSWORD, plan=Plan.objects.get(slug="free"))
+    balance_grant(user_id=user.id, amount_micro_usd=20_000_000, reason="Browser credit")
+    key, _ = api_key_create(user=user, name="budget key")
+    for n, (model, cost) in enumerate([("model-a", 1_250_000), ("model-b", 40_000), ("model-a", 5)]):
+        usage_record(
+            request_id=f"req-chart-{n}",
+            user_id=user.id,
+            api_key_id=key.id,
+            model=model,
+            upstream="local",
+            upstream_model=model,
+            endpoint="chat/completions",
+            stream=False,
+            status_code=200,
+            cost_micro_usd=cost,
+            charge_balance=True,
+        )
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+
+    # Log in: the balance panel shows what the ledger says.
+    page.goto("/login/")
+    page.get_by_label("Email").fill("money@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(f"{live_server.url}/dashboard/")
+    balance = Balance.objects.get(user=user)
+    expect(page.get_by_test_id("balance")).to_have_text(usd(balance.balance_micro_usd))
+    expect(page.get_by_test_id("balance-available")).to_have_text(usd(balance.available_micro_usd))
+    row = page.locator("#keys tbody tr", has_text="budget key")
+    expect(row.get_by_test_id("key-spent")).to_contain_text("$1.290005")
+
+    # The usage page draws both charts on canvases (uPlot, served from static/vendor).
+    page.get_by_role("link", name="Usage").click()
+    for chart in ("chart-by-day", "chart-by-model"):
+        canvas = page.get_by_test_id(chart).locator("canvas")
+        expect(canvas).to_be_visible()
+        box = canvas.bounding_box()
+        assert box["width"] > 100 and box["height"] > 100
+    expect(page.locator("#by-model tbody tr")).to_have_count(2)  # the table stays, under the chart
+
+    # Give the key a daily spend limit of $5.25.
+    page.get_by_role("link", name="Dashboard").click()
+    page.locator("#keys tbody tr", has_text="budget key").get_by_role("link", name="Edit").click()
+    page.get_by_label("Spend limit (USD)").fill("5.25")
+    page.get_by_label("Period").select_option("day")
+    page.get_by_role("button", name="Save controls").click()
+    expect(page.get_by_text("Controls of “budget key” saved")).to_be_visible()
+    row = page.locator("#keys tbody tr", has_text="budget key")
+    expect(row.get_by_test_id("key-budget")).to_contain_text("$1.290005 of $5.25 today")
+    key.refresh_from_db()
+    assert (key.spend_limit_micro_usd, key.spend_limit_period) == (5_250_000, "day")
+    assert errors == []

@@ -31,6 +31,24 @@ def test_health_reports_catalog_counts(client, chat_route):
     assert body["catalog"]["models_enabled"] == AIModel.objects.filter(enabled=True).count()
     assert body["catalog"]["upstreams_configured"] == Upstream.objects.filter(enabled=True).count()
     assert body["catalog"]["models_enabled"] >= 1
+    assert body["catalog"]["unpriced_models"] == []
+
+
+def test_health_is_degraded_and_names_enabled_models_without_a_price(client, chat_route):
+    from catalog.models import AIModel
+
+    AIModel.objects.create(slug="acme-unpriced", name="Acme", vendor="Acme", category="image")
+    AIModel.objects.create(slug="acme-half", name="Acme", vendor="Acme", category="chat", input_per_1m=1)
+    AIModel.objects.create(slug="acme-retired", name="Acme", vendor="Acme", enabled=False)
+    AIModel.objects.create(slug="acme-free", name="Acme", vendor="Acme", input_per_1m=0, output_per_1m=0)
+
+    response = client.get("/v1/health")
+
+    assert response.status_code == 200  # the service is up; those models are refused
+    body = json.loads(response.content)
+    assert body["status"] == "degraded"
+    assert body["database"] == "ok"
+    assert body["catalog"]["unpriced_models"] == ["acme-half", "acme-unpriced"]
 
 
 def test_health_ignores_a_bad_key(client, db):

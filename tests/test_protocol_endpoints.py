@@ -1000,8 +1000,13 @@ def test_embeddings_from_an_openai_upstream_without_usage_are_estimated(client, 
     response = post(client, "/v1/embeddings", body, {"Authorization": f"Bearer {raw_key}"})
     assert response.status_code == 200
     tokens = estimate_tokens(sum(len(t) for t in TEXTS))
-    assert json.loads(response.content)["usage"] == {"prompt_tokens": tokens, "total_tokens": tokens}
     record = only_record()
+    assert json.loads(response.content)["usage"] == {
+        "prompt_tokens": tokens,
+        "total_tokens": tokens,
+        "cost": f"0.{record.cost_micro_usd:06d}",
+        "cost_micro_usd": record.cost_micro_usd,
+    }
     assert (record.prompt_tokens, record.usage_estimated) == (tokens, True)
     assert response["X-Request-Cost-Micro-Usd"] == str(record.cost_micro_usd)
 

@@ -52,6 +52,7 @@ from gateway.protocols.conversation import (
     arguments_text,
     signature_in,
     signature_out,
+    with_cost_of,
 )
 
 # Anthropic's effort levels beyond the representation's are read as "high".
@@ -439,7 +440,8 @@ class StreamWriter:
 
     content_type = "text/event-stream"
 
-    def __init__(self, *, model: str, request_id: str, conversation: Conversation) -> None:
+    def __init__(self, *, model: str, request_id: str, conversation: Conversation, cost_of=None) -> None:
+        self.cost_of = cost_of  # Usage -> the cost fields added to message_delta's usage
         self.model = model
         self.message_id = _message_id(request_id, "")
         self.conversation = conversation
@@ -488,7 +490,9 @@ class StreamWriter:
             # Anthropic ends a broken stream with an `error` event instead of message_delta/message_stop.
             out.append(_frame({"type": "error", "error": {"type": "api_error", "message": error}}))
             return b"".join(out)
-        usage = _usage_out(self._usage) if self._usage is not None else {"output_tokens": 0}
+        usage = {"output_tokens": 0}
+        if self._usage is not None:
+            usage = with_cost_of(_usage_out(self._usage), self._usage, self.cost_of)
         stop_reason = _stop_out(self._stop_reason, tool_calls=bool(self._tool_blocks))
         delta = {"stop_reason": stop_reason, "stop_sequence": None}
         out.append(_frame({"type": "message_delta", "delta": delta, "usage": usage}))

@@ -281,6 +281,13 @@ class UsageReport:
 StreamEvent = Start | TextDelta | ThinkingDelta | ToolCallStart | ToolCallDelta | Finish | UsageReport
 
 
+def with_cost_of(usage_json: dict, usage: Usage, cost_of) -> dict:
+    """A protocol's usage object with the call's cost added: `cost_of(usage)` gives the fields (the pipeline's)."""
+    if cost_of is not None:
+        usage_json.update(cost_of(usage))
+    return usage_json
+
+
 class ReplyBuilder:
     """Accumulates stream events into the Reply they add up to.
 

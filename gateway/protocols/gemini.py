@@ -67,6 +67,7 @@ from gateway.protocols.conversation import (
     arguments_text,
     signature_in,
     signature_out,
+    with_cost_of,
 )
 from gateway.protocols.gemini_wire import (
     MAX_STOP_SEQUENCES,
@@ -468,7 +469,10 @@ class StreamWriter:
     carries a part along with the finishReason and usageMetadata.
     """
 
-    def __init__(self, *, model: str, request_id: str, conversation: Conversation, sse: bool = True) -> None:
+    def __init__(
+        self, *, model: str, request_id: str, conversation: Conversation, sse: bool = True, cost_of=None
+    ) -> None:
+        self.cost_of = cost_of  # Usage -> the cost fields added to the last chunk's usageMetadata
         self.model = model
         self.request_id = request_id
         self.sse = sse
@@ -544,7 +548,7 @@ class StreamWriter:
             candidate["finishReason"] = finish
         chunk: dict = {"candidates": [candidate]}
         if usage is not None:
-            chunk["usageMetadata"] = _usage_out(usage)
+            chunk["usageMetadata"] = with_cost_of(_usage_out(usage), usage, self.cost_of)
         chunk["modelVersion"] = self.model
         chunk["responseId"] = self.request_id
         return chunk

@@ -38,6 +38,7 @@ from gateway.protocols.conversation import (
     ToolResult,
     Usage,
     UsageReport,
+    with_cost_of,
 )
 from gateway.providers.openai import error_from_response, usage_from
 from gateway.streaming import DONE, stream_error_event
@@ -258,8 +259,9 @@ class StreamWriter:
 
     content_type = "text/event-stream"
 
-    def __init__(self, *, model: str, request_id: str, conversation: Conversation) -> None:
+    def __init__(self, *, model: str, request_id: str, conversation: Conversation, cost_of=None) -> None:
         self.include_usage = conversation.include_usage
+        self.cost_of = cost_of  # Usage -> the cost fields added to the usage chunk
         self.base = {
             "id": _completion_id(request_id),
             "object": "chat.completion.chunk",
@@ -317,7 +319,7 @@ class StreamWriter:
         if not self.finished:
             out += self._chunk({}, "stop")
         if self.include_usage and self.usage is not None:
-            chunk = dict(self.base, choices=[], usage=_usage_json(self.usage))
+            chunk = dict(self.base, choices=[], usage=with_cost_of(_usage_json(self.usage), self.usage, self.cost_of))
             out += b"data: " + orjson.dumps(chunk) + b"\n\n"
         return out + DONE
 

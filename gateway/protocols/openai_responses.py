@@ -54,6 +54,7 @@ from gateway.protocols.conversation import (
     UsageReport,
     arguments_object,
     arguments_text,
+    with_cost_of,
 )
 
 ROLES = frozenset({"user", "assistant", "system", "developer"})
@@ -751,7 +752,8 @@ class StreamWriter:
 
     content_type = "text/event-stream"
 
-    def __init__(self, *, model: str, request_id: str, conversation: Conversation) -> None:
+    def __init__(self, *, model: str, request_id: str, conversation: Conversation, cost_of=None) -> None:
+        self.cost_of = cost_of  # Usage -> the cost fields added to the final response's usage
         self.model = model
         self.request_id = request_id
         self.echo = _echo(conversation)
@@ -922,7 +924,10 @@ class StreamWriter:
         status, incomplete = _outcome(self.stop_reason)
         out += self._close_item("incomplete" if incomplete else "completed")
         kind = "response.incomplete" if incomplete else "response.completed"
-        return out + self._event(kind, response=self._snapshot(status, incomplete_details=incomplete))
+        final = self._snapshot(status, incomplete_details=incomplete)
+        if isinstance(final.get("usage"), dict) and self.usage is not None:
+            with_cost_of(final["usage"], self.usage, self.cost_of)
+        return out + self._event(kind, response=final)
 
 
 def error_body(error: ApiError) -> tuple[int, dict]:

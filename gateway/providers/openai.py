@@ -153,13 +153,15 @@ class StreamRelay:
     error, or that do not match, take the full parse.
     """
 
-    def __init__(self, *, public_model: str, keep_usage: bool) -> None:
+    def __init__(self, *, public_model: str, keep_usage: bool, cost_of=None) -> None:
         self.public_model = public_model
         self.keep_usage = keep_usage
+        self.cost_of = cost_of  # Usage -> the cost fields added to the usage chunk the client gets
         self.replacement = b'"model":' + orjson.dumps(public_model)
         self.pattern: bytes | None = None
         self.usage: Usage | None = None
         self.error = False
+        self.finish_reason = ""
         # Length of the text and tool-call arguments relayed so far, for the
         # estimate used when a stream ends before its usage chunk. Measured on
         # the JSON-encoded bytes in the fast path: exact for ASCII, an
@@ -169,6 +171,8 @@ class StreamRelay:
     def relay(self, data: bytes) -> bytes | None:
         """The payload to send the client, or None to drop this one."""
         pattern = self.pattern
+        if b'"finish_reason":"' in data:
+            return self._relay_parsed(data)  # once a stream: the chunk that says why it stopped
         if pattern is not None and pattern in data and b'"usage":{' not in data and b'"error"' not in data:
             self.delivered_chars += _string_value_len(data, b'"content":"') + _string_value_len(data, b'"arguments":"')
             data = data.replace(pattern, self.replacement, 1)
@@ -191,7 +195,11 @@ class StreamRelay:
         found = usage_from(chunk)
         if found is not None:
             self.usage = found
+            if self.keep_usage and self.cost_of is not None:
+                chunk["usage"].update(self.cost_of(found))
         for choice in choices:
+            if isinstance(choice.get("finish_reason"), str):
+                self.finish_reason = choice["finish_reason"]
             delta = choice.get("delta") or {}
             text = delta.get("content")
             if isinstance(text, str):

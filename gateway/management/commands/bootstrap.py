@@ -1,7 +1,7 @@
 """`manage.py bootstrap`: the first-run setup `make run` does after migrating.
 
 Idempotent. Imports BELUGA_CATALOG_FILE when set, makes sure the demo admin
-exists, and gives the demo user (Pro plan) a fresh key, revoking the one from
+exists, and gives the demo user (Pro plan, topped up to 10 USD of credit) a fresh key, revoking the one from
 the previous run: keys are stored only as hashes, so a key can be printed only
 when it is created.
 """
@@ -20,6 +20,7 @@ from django.urls import NoReverseMatch, reverse
 
 from accounts.models import Plan
 from accounts.services import api_key_create, api_key_revoke, plan_default, user_create, user_set_plan
+from billing.services import balance_available, balance_grant
 from catalog.importer import catalog_import
 from catalog.models import AIModel
 
@@ -28,6 +29,7 @@ DEMO_EMAIL = "demo@beluga.local"
 DEMO_PLAN = "pro"
 DEMO_KEY_NAME = "demo (make run)"
 DEMO_MODEL = "beluga-demo"
+DEMO_CREDIT_MICRO_USD = 10_000_000  # topped up to 10 USD on every `make run`
 
 
 class Command(BaseCommand):
@@ -115,6 +117,12 @@ def _demo_key_renew() -> str:
         user = user_create(email=DEMO_EMAIL, password=None, plan=plan)  # no password: it only owns the key
     elif user.plan_id != plan.id:
         user_set_plan(user=user, plan=plan)
+    # The Pro plan is prepaid: keep the demo account able to call (a ledger grant, like any top-up).
+    available = balance_available(user_id=user.id)
+    if available < DEMO_CREDIT_MICRO_USD:
+        balance_grant(
+            user_id=user.id, amount_micro_usd=DEMO_CREDIT_MICRO_USD - available, reason="Demo credit (make run)"
+        )
     for key_id in user.api_keys.filter(name=DEMO_KEY_NAME, revoked_at__isnull=True).values_list("id", flat=True):
         api_key_revoke(user=user, key_id=key_id)
     _, raw_key = api_key_create(user=user, name=DEMO_KEY_NAME)

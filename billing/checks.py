@@ -1,0 +1,41 @@
+"""The ledger's invariants, checked by the tests after every billing test and by `manage.py billing_check`."""
+
+from __future__ import annotations
+
+from django.db.models import Sum
+
+from billing.models import Balance, LedgerEntry, Reservation
+
+
+def ledger_discrepancies() -> list[str]:
+    """Every way the cached balances disagree with the ledger; empty when the books are right.
+
+    For each account: the balance equals the sum of its entries' amounts, the
+    reserved amount equals the sum of their holds and the open holds charged to
+    the balance, and neither is negative.
+    """
+    problems = []
+    amounts = dict(
+        LedgerEntry.objects.values("user_id").annotate(total=Sum("amount_micro_usd")).values_list("user_id", "total")
+    )
+    holds = dict(
+        LedgerEntry.objects.values("user_id").annotate(total=Sum("hold_micro_usd")).values_list("user_id", "total")
+    )
+    open_holds = dict(
+        Reservation.objects.filter(state=Reservation.State.OPEN, charges_balance=True)
+        .values("user_id")
+        .annotate(total=Sum("amount_micro_usd"))
+        .values_list("user_id", "total")
+    )
+    for user_id, balance, reserved in Balance.objects.values_list("user_id", "balance_micro_usd", "reserved_micro_usd"):
+        if balance != amounts.get(user_id, 0):
+            problems.append(f"user {user_id}: balance {balance} != sum of entries {amounts.get(user_id, 0)}")
+        if reserved != holds.get(user_id, 0):
+            problems.append(f"user {user_id}: reserved {reserved} != sum of holds {holds.get(user_id, 0)}")
+        if reserved != open_holds.get(user_id, 0):
+            problems.append(f"user {user_id}: reserved {reserved} != open reservations {open_holds.get(user_id, 0)}")
+        if reserved < 0:
+            problems.append(f"user {user_id}: reserved {reserved} is negative")
+    orphans = set(amounts) - set(Balance.objects.values_list("user_id", flat=True))
+    problems.extend(f"user {user_id}: ledger entries without a balance row" for user_id in sorted(orphans))
+    return problems
