@@ -453,6 +453,11 @@ def call_cost(ctx: CallContext, usage: Usage | None) -> int:
     )
 
 
+def cost_fields_of(ctx: CallContext):
+    """Usage -> the cost fields a protocol module adds to its usage object (its `cost_of`)."""
+    return lambda usage: cost_fields(call_cost(ctx, usage))
+
+
 def charged_prices(model: ModelInfo) -> ChargedPrices:
     input_price = model.input_per_1m
     return ChargedPrices(
@@ -581,7 +586,7 @@ def _stream(ctx: CallContext, *, include_usage: bool) -> HttpResponse:
         relay=openai_adapter.StreamRelay(
             public_model=ctx.model.slug,
             keep_usage=include_usage,
-            cost_of=lambda usage: cost_fields(call_cost(ctx, usage)),
+            cost_of=cost_fields_of(ctx),
         ),
         on_finish=lambda outcome: _record_stream(ctx, outcome, upstream_started),
     )
@@ -728,7 +733,7 @@ def _passthrough(ctx: CallContext, body: dict, client_headers, writer_options: d
         relayed = TranslatedStream(
             upstream=upstream,
             reader=module.StreamReader(),
-            writer=module.PassthroughFramer(model=ctx.model.slug, **writer_options),
+            writer=module.PassthroughFramer(model=ctx.model.slug, cost_of=cost_fields_of(ctx), **writer_options),
             on_finish=lambda outcome: _record_stream(ctx, outcome, upstream_started),
             forward=True,
         )
@@ -767,7 +772,7 @@ def _translated(ctx: CallContext, conversation: Conversation, writer_options: di
             model=ctx.model.slug,
             request_id=ctx.request_id,
             conversation=conversation,
-            cost_of=lambda usage: cost_fields(call_cost(ctx, usage)),
+            cost_of=cost_fields_of(ctx),
             **writer_options,
         )
         translated = TranslatedStream(

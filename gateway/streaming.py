@@ -155,7 +155,7 @@ class TranslatedStream(_RecordedStream):
                     if not self.forward:
                         out += writer.write(event)
                 if self.forward and not reader.error:
-                    out = writer.frame(data)
+                    out = writer.frame(data, usage=builder.reply.usage)
                 if out:
                     yield out
                 if reader.error:

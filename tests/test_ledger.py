@@ -431,3 +431,25 @@ def test_the_record_keeps_why_the_model_stopped(client, chat_route, user_factory
     assert record.finish_reason == "stop"
     generation = client.get(f"/v1/generation?id={record.request_id}", headers={"Authorization": f"Bearer {raw_key}"})
     assert generation.json()["data"]["finish_reason"] == "stop"
+
+
+def test_claude_code_passthrough_stream_reports_its_cost_in_message_delta(
+    client, route_to, user_factory, fake_upstream
+):
+    """Anthropic to Anthropic: the provider's events pass as they are but for the model and the cost."""
+    route_to("anthropic")
+    user, raw_key = funded_key(user_factory, 5_000_000)
+    body = {"model": MODEL_ID, "max_tokens": 100, "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
+
+    response = client.post(
+        "/v1/messages", data=json.dumps(body), content_type="application/json", headers={"x-api-key": raw_key}
+    )
+    events = [
+        json.loads(line[6:]) for line in b"".join(response.streaming_content).split(b"\n") if line.startswith(b"data: ")
+    ]
+
+    [delta] = [event for event in events if event["type"] == "message_delta"]
+    record = UsageRecord.objects.get()
+    assert record.protocol == "anthropic.messages" and record.upstream_kind == "anthropic"
+    assert delta["usage"]["cost_micro_usd"] == record.cost_micro_usd > 0
+    assert balance_of(user).balance_micro_usd == 5_000_000 - record.cost_micro_usd

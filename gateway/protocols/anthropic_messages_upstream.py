@@ -40,6 +40,7 @@ from gateway.protocols.conversation import (
     UsageReport,
     arguments_object,
     arguments_text,
+    with_cost_of,
 )
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -523,14 +524,17 @@ def passthrough_reply(data: dict, *, model: str) -> dict:
 
 
 class PassthroughFramer:
-    """The upstream's events re-framed for the client, the model renamed in message_start."""
+    """The upstream's events re-framed for the client, the model renamed in message_start,
+    the call's cost added to message_delta's usage (`cost_of`: Usage -> the cost fields)."""
 
     content_type = "text/event-stream"
 
-    def __init__(self, *, model: str, **_options) -> None:
+    def __init__(self, *, model: str, cost_of=None, **_options) -> None:
         self.model = model
+        self.cost_of = cost_of
 
-    def frame(self, data: bytes) -> bytes:
+    def frame(self, data: bytes, usage: Usage | None = None) -> bytes:
+        """`usage`: what the stream reported so far (read from this and the earlier events)."""
         try:
             event = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -539,6 +543,9 @@ class PassthroughFramer:
             return b""
         if event["type"] == "message_start" and isinstance(event.get("message"), dict):
             event["message"]["model"] = self.model
+            return _frame(event)
+        if event["type"] == "message_delta" and isinstance(event.get("usage"), dict) and usage is not None:
+            with_cost_of(event["usage"], usage, self.cost_of)
             return _frame(event)
         return b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n"
 

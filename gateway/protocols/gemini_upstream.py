@@ -39,6 +39,7 @@ from gateway.protocols.conversation import (
     Usage,
     UsageReport,
     arguments_text,
+    with_cost_of,
 )
 from gateway.protocols.gemini_wire import (
     MAX_STOP_SEQUENCES,
@@ -558,7 +559,8 @@ def passthrough_reply(data: dict, *, model: str) -> dict:
 class PassthroughFramer:
     """The upstream's chunks for the client: SSE, or Google's JSON array stream."""
 
-    def __init__(self, *, model: str, sse: bool = True, **_options) -> None:
+    def __init__(self, *, model: str, sse: bool = True, cost_of=None, **_options) -> None:
+        self.cost_of = cost_of  # Usage -> the cost fields, added to each chunk's usageMetadata (the cost so far)
         self.model = model
         self.sse = sse
         self.content_type = "text/event-stream" if sse else "application/json"
@@ -570,7 +572,8 @@ class PassthroughFramer:
         self._sent += 1
         return (b"[" if self._sent == 1 else b"\n,\r\n") + orjson.dumps(chunk, option=orjson.OPT_INDENT_2)
 
-    def frame(self, data: bytes) -> bytes:
+    def frame(self, data: bytes, usage: Usage | None = None) -> bytes:
+        """`usage`: what the stream reported so far (read from this and the earlier chunks)."""
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -578,6 +581,8 @@ class PassthroughFramer:
         if not isinstance(chunk, dict) or "error" in chunk:
             return b""  # an error is written by close()
         chunk["modelVersion"] = self.model
+        if isinstance(chunk.get("usageMetadata"), dict) and usage is not None:
+            with_cost_of(chunk["usageMetadata"], usage, self.cost_of)
         return self._framed(chunk)
 
     def close(self, *, error: str | None = None) -> bytes:

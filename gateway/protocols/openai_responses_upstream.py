@@ -59,6 +59,7 @@ from gateway.protocols.conversation import (
     ToolResult,
     Usage,
     UsageReport,
+    with_cost_of,
 )
 from gateway.protocols.openai_chat import EFFORT_FOR_BUDGET
 from gateway.providers.openai import error_from_response
@@ -536,12 +537,14 @@ class PassthroughFramer:
 
     content_type = "text/event-stream"
 
-    def __init__(self, *, model: str, **_options) -> None:
+    def __init__(self, *, model: str, cost_of=None, **_options) -> None:
         self.model = model
+        self.cost_of = cost_of  # Usage -> the cost fields, added to the final Response's usage
         self.sequence = -1  # the upstream's last sequence_number
         self.response: dict | None = None  # the latest Response object seen, for a failure event
 
-    def frame(self, data: bytes) -> bytes:
+    def frame(self, data: bytes, usage: Usage | None = None) -> bytes:
+        """`usage`: what the stream reported so far (read from this and the earlier events)."""
         try:
             event = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -555,6 +558,8 @@ class PassthroughFramer:
         response = event.get("response")
         if kind in LIFECYCLE_EVENTS and isinstance(response, dict):
             response["model"] = self.model
+            if isinstance(response.get("usage"), dict) and usage is not None and kind != "response.created":
+                with_cost_of(response["usage"], usage, self.cost_of)
             self.response = response
             return _frame(kind, orjson.dumps(event))
         return _frame(kind, data)
