@@ -64,15 +64,18 @@ class AuthenticatedKey:
         return not self.allowed_models or slug in self.allowed_models
 
 
-# Entries cached by an older release have fewer fields: they are read again from the database.
-_CACHED_FIELDS = len(AuthenticatedKey.__slots__)
-
 
 def hash_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
 def _cache_key(hashed: str) -> str:
+    # "v2": the entry's shape changed (key controls, prepaid); instances of the previous
+    # release keep reading their own entries, which invalidation still marks (_legacy_cache_key).
+    return f"apikey:v2:{hashed}"
+
+
+def _legacy_cache_key(hashed: str) -> str:
     return f"apikey:{hashed}"
 
 
@@ -137,7 +140,9 @@ def _keys_invalidate(hashes: list[str]) -> None:
     """Make every instance re-read these keys, now and again when the current transaction commits."""
 
     def write() -> None:
-        cache.set_many({_cache_key(h): _RECHECK for h in hashes}, settings.BELUGA["KEY_CACHE_SECONDS"])
+        # Both shapes: during a rolling deploy, instances of the previous release must see it too.
+        markers = {_cache_key(h): _RECHECK for h in hashes} | {_legacy_cache_key(h): _RECHECK for h in hashes}
+        cache.set_many(markers, settings.BELUGA["KEY_CACHE_SECONDS"])
 
     write()
     transaction.on_commit(write)
@@ -214,7 +219,7 @@ def api_key_authenticate(*, raw_key: str) -> AuthenticatedKey:
     hashed = hash_key(raw_key)
     cache_key = _cache_key(hashed)
     cached = cache.get(cache_key)
-    if cached is None or (isinstance(cached, tuple) and len(cached) != _CACHED_FIELDS):
+    if cached is None:
         cached = _key_lookup(hashed)
         cache.add(cache_key, cached, settings.BELUGA["KEY_CACHE_SECONDS"])
     elif cached == _RECHECK:

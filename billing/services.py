@@ -91,6 +91,9 @@ class ChargedPrices:
     cache_write_per_1m: int = 0
 
 
+TOTAL_PERIOD_START = date(1970, 1, 1)  # KeySpend's period for "total" budgets
+
+
 @dataclass(frozen=True, slots=True)
 class Budget:
     """A key's spend limit, as the request pipeline knows it (from the cached key)."""
@@ -104,7 +107,7 @@ class Budget:
             return today
         if self.period == "month":
             return today.replace(day=1)
-        return date(1970, 1, 1)
+        return TOTAL_PERIOD_START
 
     def period_end(self, now: datetime) -> datetime | None:
         """When the current period ends (UTC), for the error message; None for 'total'."""
@@ -472,6 +475,9 @@ def _hold_close(hold: Hold, *, cost_micro_usd: int, request_id: str, state: str 
     now = timezone.now()
     state = state or (Reservation.State.SETTLED if cost_micro_usd else Reservation.State.RELEASED)
     with transaction.atomic(savepoint=False):
+        if not hold.charges_balance and hold.budget_period_start is not None:
+            # Postpaid with a budget: the account row orders this settle with the holds that read the budget.
+            list(Balance.objects.select_for_update().filter(user_id=hold.user_id).values_list("user_id"))
         was_open = bool(
             Reservation.objects.filter(id=hold.reservation_id, state=Reservation.State.OPEN).update(
                 state=state, closed_at=now
@@ -488,17 +494,22 @@ def _hold_close(hold: Hold, *, cost_micro_usd: int, request_id: str, state: str 
                 api_key_id=hold.api_key_id,
                 request_id=request_id,
             )
-        if hold.budget_period_start is not None and cost_micro_usd:
-            updated = KeySpend.objects.filter(api_key_id=hold.api_key_id, period_start=hold.budget_period_start).update(
-                spent_micro_usd=F("spent_micro_usd") + cost_micro_usd
-            )
-            if not updated:
-                KeySpend.objects.get_or_create(
-                    api_key_id=hold.api_key_id,
-                    period_start=hold.budget_period_start,
-                    defaults={"spent_micro_usd": cost_micro_usd},
-                )
+        if hold.api_key_id is not None and cost_micro_usd:
+            _key_spend_add(api_key_id=hold.api_key_id, cost_micro_usd=cost_micro_usd, now=now)
     return was_open
+
+
+def _key_spend_add(*, api_key_id: int, cost_micro_usd: int, now: datetime) -> None:
+    """Add a settled cost to the key's count for the current period, where one is kept.
+
+    Only an existing row is updated (whatever the hold knew of the budget: a
+    budget set while the call ran counts it too); a missing row is rebuilt by
+    the next hold from the usage records, which include this call's.
+    """
+    today = now.astimezone(UTC).date()
+    KeySpend.objects.filter(
+        api_key_id=api_key_id, period_start__in=(today, today.replace(day=1), TOTAL_PERIOD_START)
+    ).update(spent_micro_usd=F("spent_micro_usd") + cost_micro_usd)
 
 
 def reservation_release(hold: Hold, *, request_id: str = "") -> bool:

@@ -100,7 +100,7 @@ def embeddings_call(request: HttpRequest) -> HttpResponse:
             raise UpstreamError(f"'{model.slug}' is routed to an upstream that has no embeddings.", status=503)
         chars = sum(len(item) if isinstance(item, str) else 4 * len(item) for item in spec["inputs"])
         ctx = CallContext(request.request_id, started, key, EMBEDDINGS, model, route, False, chars)
-        hold_for_call(ctx, None, output_tokens=0)
+        hold_for_call(ctx, spec["inputs"], output_tokens=0, inputs=len(spec["inputs"]))
         response = run_held(ctx, lambda: _openai(ctx, body) if route.kind == "openai" else _gemini(ctx, spec))
     except ApiError as error:
         error.headers = {**limit.headers(), **error.headers}

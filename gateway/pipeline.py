@@ -16,6 +16,7 @@ billing); nothing here writes another app's tables directly.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -67,6 +68,8 @@ from gateway.providers.http import post, session_for
 from gateway.providers.image_fetch import fetch_image
 from gateway.streaming import RelayedStream, StreamOutcome, TranslatedStream
 from gateway.validation import validate_chat_request
+
+logger = logging.getLogger("beluga.pipeline")
 
 # The protocol Beluga speaks to an upstream, by the upstream's kind.
 UPSTREAM_PROTOCOLS = {
@@ -256,25 +259,78 @@ def model_and_route(
 # --- holding money before the call ------------------------------------------------
 
 IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image"})
-IMAGE_PART_KEYS = ("inlineData", "inline_data", "fileData", "file_data")
+FILE_PART_TYPES = frozenset({"document", "input_file", "file", "input_audio"})
+INLINE_DATA_KEYS = ("inlineData", "inline_data")
+FILE_DATA_KEYS = ("fileData", "file_data")
 
 
-def images_in(value) -> int:
-    """Image parts anywhere in a request, in any client protocol (iterative, like text_chars)."""
-    count = 0
+def _is_image_part(part: dict) -> bool:
+    if part.get("type") in IMAGE_PART_TYPES:
+        return True
+    inline = next((part[k] for k in INLINE_DATA_KEYS + FILE_DATA_KEYS if isinstance(part.get(k), dict)), None)
+    mime = inline.get("mimeType") or inline.get("mime_type") if inline is not None else None
+    return isinstance(mime, str) and mime.startswith("image/")
+
+
+def _is_file_reference(part: dict) -> bool:
+    """A document or file given by reference (its tokens are not in the request): counted like an image."""
+    if any(isinstance(part.get(k), dict) for k in FILE_DATA_KEYS):
+        return True
+    return part.get("type") in FILE_PART_TYPES and not any(
+        isinstance(value, str) and len(value) > 1000 for value in _strings_in(part)
+    )
+
+
+def _strings_in(value):
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, dict):
-            if item.get("type") in IMAGE_PART_TYPES or any(k in item for k in IMAGE_PART_KEYS):
-                count += 1
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
-    return count
+
+
+def request_size(body) -> tuple[int, int]:
+    """(characters, media parts) of a request in any client protocol, for the hold.
+
+    Every string counts a token a character (tool-call arguments, documents
+    and audio sent inline included: base64 holds under a token's worth per
+    character); images and files given by reference count as media parts.
+    Iterative, like text_chars.
+    """
+    chars = media = 0
+    stack = [body]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            chars += len(item)
+        elif isinstance(item, int):
+            chars += 1  # a token id (embeddings take them), or a number: a token at most
+        elif isinstance(item, dict):
+            if _is_image_part(item) or _is_file_reference(item):
+                media += 1
+                continue
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return chars, media
 
 
 MAX_OUTPUT_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+
+
+def requested_choices(body) -> int:
+    """How many answers the request asks for (OpenAI's `n`, Gemini's `candidateCount`): each is paid for."""
+    if not isinstance(body, dict):
+        return 1
+    config = body.get("generationConfig") or body.get("generation_config") or {}
+    for value in (body.get("n"), config.get("candidateCount") if isinstance(config, dict) else None):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 1:
+            return value
+    return 1
 
 
 def requested_max_output(body) -> int | None:
@@ -291,26 +347,29 @@ def requested_max_output(body) -> int | None:
     return None
 
 
-def hold_for_call(ctx: CallContext, body, *, output_tokens: int | None = None) -> None:
+def hold_for_call(ctx: CallContext, body, *, output_tokens: int | None = None, inputs: int = 1) -> None:
     """Hold the most the call can cost, or answer 402; a no-op for postpaid keys without a budget.
 
-    Input: a token per character of text (tokenizers give fewer) plus a fixed
-    amount per image, at most the model's context window. Output: the
-    request's cap, else the model's output limit, else a default.
+    Input: a token per character of the request (tokenizers give fewer) plus
+    a fixed amount per image or file reference, at most the model's context
+    window per input (`inputs`: embeddings take many). Output: the request's
+    cap (else the model's output limit, else a default) for each answer asked.
     """
     key = ctx.key
     if not key.prepaid and key.spend_limit_micro_usd is None:
         return
     model = ctx.model
     limits = settings.BELUGA
-    input_tokens = ctx.prompt_chars + images_in(body) * limits["RESERVE_TOKENS_PER_IMAGE"]
+    chars, media = request_size(body)
+    input_tokens = chars + media * limits["RESERVE_TOKENS_PER_IMAGE"]
     if model.context_window:
-        input_tokens = min(input_tokens, model.context_window)
+        input_tokens = min(input_tokens, model.context_window * inputs)
     if output_tokens is None:
         output_tokens = model.max_output_tokens or limits["RESERVE_DEFAULT_OUTPUT_TOKENS"]
         requested = requested_max_output(body)
         if requested is not None:
             output_tokens = min(requested, output_tokens) if model.max_output_tokens else requested
+        output_tokens *= requested_choices(body)
     amount = max_token_cost(model=model, input_tokens=input_tokens, output_tokens=output_tokens)
     budget = None
     if key.spend_limit_micro_usd is not None:
@@ -348,9 +407,18 @@ def run_held(ctx: CallContext, call):
     try:
         return call()
     except BaseException:
-        if ctx.hold is not None and not ctx.recorded:
-            reservation_release(ctx.hold, request_id=ctx.request_id)
+        release_unrecorded(ctx)
         raise
+
+
+def release_unrecorded(ctx: CallContext) -> None:
+    """Give back the hold of a call that ends without a record; a failure is left to the sweeper."""
+    if ctx.hold is None or ctx.recorded:
+        return
+    try:
+        reservation_release(ctx.hold, request_id=ctx.request_id)
+    except Exception:
+        logger.exception("could not release the hold of %s; the sweeper will", ctx.request_id)
 
 
 def raise_if_limited(limit) -> None:
@@ -471,8 +539,22 @@ def charged_prices(model: ModelInfo) -> ChargedPrices:
 def _record(ctx: CallContext, *, usage: Usage | None = None, estimated: bool = False, **fields) -> int:
     """Write the call's usage record and settle its hold (once per call); returns the cost."""
     cost = call_cost(ctx, usage)
+    if ctx.recorded:
+        logger.error("call %s was already recorded; not recording it twice", ctx.request_id)
+        return cost
     usage = usage or Usage()
+    try:
+        _usage_record(ctx, usage, cost, estimated, fields)
+    except Exception:
+        # No record (the database is down or locked): give the hold back now rather than block the
+        # account's money until the sweeper does; the error goes on to the caller (and the log).
+        release_unrecorded(ctx)
+        raise
     ctx.recorded = True
+    return cost
+
+
+def _usage_record(ctx: CallContext, usage: Usage, cost: int, estimated: bool, fields: dict) -> None:
     usage_record(
         request_id=ctx.request_id,
         user_id=ctx.key.user_id,
@@ -497,7 +579,6 @@ def _record(ctx: CallContext, *, usage: Usage | None = None, estimated: bool = F
         charge_balance=ctx.key.prepaid,
         **fields,
     )
-    return cost
 
 
 def _estimated_usage(ctx: CallContext, output_chars: int) -> Usage:

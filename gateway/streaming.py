@@ -8,6 +8,7 @@ exactly once in every one of those cases, so every stream is recorded once.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from gateway.protocols.conversation import ReplyBuilder, Usage
 from gateway.providers.http import iter_sse_data
 
 DONE = b"data: [DONE]\n\n"
+logger = logging.getLogger("beluga.streaming")
 
 
 @dataclass(slots=True)
@@ -64,12 +66,18 @@ class _RecordedStream:
             if self._events is not None:
                 self._events.close()
         finally:
-            self.upstream.close()
+            try:
+                self.upstream.close()
+            except Exception:  # noqa: BLE001 - a broken connection must not keep the stream from its record
+                logger.warning("closing the upstream response failed", exc_info=True)
             outcome = self.outcome
             if not self.completed:
                 outcome.client_disconnected = True
                 outcome.error_type = outcome.error_type or "client_disconnected"
-            self._fill(outcome)
+            try:
+                self._fill(outcome)
+            except Exception:  # noqa: BLE001 - record what is known rather than nothing
+                logger.exception("reading a stream's outcome failed")
             self.on_finish(outcome)
 
 

@@ -19,7 +19,7 @@ def admin_client_(client, db):
 
 def _cache_entry(raw_key: str):
     """The cached lookup of a key, or None when absent or marked for a fresh database read."""
-    entry = cache.get(f"apikey:{hash_key(raw_key)}")
+    entry = cache.get(f"apikey:v2:{hash_key(raw_key)}")
     return None if entry == "recheck" else entry
 
 

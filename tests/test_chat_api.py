@@ -392,9 +392,9 @@ def test_warm_prepaid_call_writes_only_the_ledger_statements(
     assert post_chat(client, raw_key, chat_body()).status_code == 200
     redis = "redis" in settings.CACHES["default"]["BACKEND"].lower()
 
-    # Seven statements, plus a SAVEPOINT and its RELEASE for each of the two transactions
+    # Eight statements, plus a SAVEPOINT and its RELEASE for each of the two transactions
     # (the test runs inside a transaction of its own).
-    with django_assert_max_num_queries(7 + 4 if redis else 30) as captured:
+    with django_assert_max_num_queries(8 + 4 if redis else 30) as captured:
         response = post_chat(client, raw_key, chat_body())
 
     assert response.status_code == 200
@@ -409,11 +409,18 @@ def test_warm_prepaid_call_writes_only_the_ledger_statements(
         "UPDATE billing_reservation",
         "UPDATE billing_balance",
         "INSERT billing_ledgerentry",
+        "UPDATE billing_keyspend",  # the key's budget count, where one is kept (none here)
     ]
 
 
 def _table_of(sql: str) -> str:
-    for table in ("billing_balance", "billing_reservation", "billing_ledgerentry", "billing_usagerecord"):
+    for table in (
+        "billing_balance",
+        "billing_reservation",
+        "billing_ledgerentry",
+        "billing_usagerecord",
+        "billing_keyspend",
+    ):
         if table in sql:
             return table
     return "?"
@@ -429,7 +436,7 @@ def test_cold_chat_call_reads_key_and_catalog_once(
     queries = _non_cache_queries(captured.captured_queries)
     # key lookup, last_used_at update, catalog snapshot (routes, models), then the hold and the
     # settle (see test_warm_prepaid_call_writes_only_the_ledger_statements)
-    assert len(queries) <= 5 + 7, queries
+    assert len(queries) <= 5 + 8, queries
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/v1/chat/completions"])

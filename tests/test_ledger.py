@@ -17,6 +17,7 @@ from accounts.services import api_key_create, api_key_set_controls
 from billing.models import Balance, LedgerEntry, Reservation, UsageRecord
 from billing.services import balance_grant
 from catalog.selectors import catalog_cache_clear
+from gateway.pipeline import request_size, requested_choices
 from tests.fake_upstream import words
 from tests.fixtures_gateway import MODEL_ID, RawStream, chat_body, error_of, expected_cost, post_chat
 from tests.test_chat_billing import LONG_REPLY, hang_up, open_stream, wait_for_record
@@ -67,8 +68,10 @@ def test_call_holds_then_settles_its_real_cost(client, chat_route, user_factory,
     assert usage["cost"] == f"0.{cost:06d}"
     assert entry_kinds(user) == ["grant", "reserve", "settle"]
     reserve, settle = LedgerEntry.objects.filter(user=user).order_by("id")[1:]
-    # The hold: every prompt character a token (10 of them: "Say hello.") at the input price, and max_tokens output.
-    assert reserve.hold_micro_usd == expected_cost(len("Say hello."), 100)
+    # The hold: a token per character of the request's strings (model, role, content) and max_tokens output.
+    chars = len(MODEL_ID) + len("user") + len("Say hello.") + 1  # and a token for the number max_tokens
+    assert request_size(chat_body(max_tokens=100)) == (chars, 0)
+    assert reserve.hold_micro_usd == expected_cost(chars, 100)
     assert settle.amount_micro_usd == -cost and settle.hold_micro_usd == -reserve.hold_micro_usd
     assert settle.request_id == response["X-Request-Id"] == reserve.request_id
     balance = balance_of(user)
@@ -453,3 +456,74 @@ def test_claude_code_passthrough_stream_reports_its_cost_in_message_delta(
     assert record.protocol == "anthropic.messages" and record.upstream_kind == "anthropic"
     assert delta["usage"]["cost_micro_usd"] == record.cost_micro_usd > 0
     assert balance_of(user).balance_micro_usd == 5_000_000 - record.cost_micro_usd
+
+
+def test_the_hold_covers_every_answer_and_every_input():
+    """Upper bounds, not guesses: n answers cost n outputs; documents inline count their data; images and files by
+    reference get the media allowance; tool-call arguments count."""
+    assert requested_choices({"n": 3}) == 3
+    assert requested_choices({"generationConfig": {"candidateCount": 4}}) == 4
+    assert requested_choices({"n": True}) == 1
+    pdf = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "A" * 5000}}
+    assert request_size({"messages": [{"content": [pdf]}]}) == (5000 + len("document") + len("base64") + 15, 0)
+    assert (
+        request_size({"contents": [{"parts": [{"fileData": {"mimeType": "application/pdf", "fileUri": "x"}}]}]})[1] == 1
+    )
+    assert request_size({"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": "B" * 900}}]}]}) == (
+        0,
+        1,
+    )
+    call = {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": '{"q": "' + "x" * 300 + '"}'}}]}
+    assert request_size({"messages": [call]})[0] > 300
+
+
+def test_n_answers_hold_n_outputs(client, chat_route, user_factory, fake_upstream):
+    output_only_prices(chat_route)
+    _, raw_key = funded_key(user_factory, 250)
+
+    assert error_of(post_chat(client, raw_key, chat_body(max_tokens=100, n=3)))["code"] == "insufficient_quota"
+    assert post_chat(client, raw_key, chat_body(max_tokens=100, n=2)).status_code == 200
+
+
+def test_a_record_that_cannot_be_written_gives_the_hold_back(
+    client, chat_route, user_factory, fake_upstream, monkeypatch
+):
+    """The database refused the usage record (down, locked): the account's money is not left held."""
+    from django.db import DatabaseError
+
+    import gateway.pipeline
+
+    user, raw_key = funded_key(user_factory, 5_000_000)
+
+    def refuse(**_fields):
+        raise DatabaseError("the database is gone")
+
+    monkeypatch.setattr(gateway.pipeline, "usage_record", refuse)
+    response = post_chat(client, raw_key, chat_body(max_tokens=100))
+
+    assert response.status_code == 500
+    assert entry_kinds(user) == ["grant", "reserve", "release"]
+    assert balance_of(user).reserved_micro_usd == 0
+
+
+def test_a_budget_set_while_a_call_runs_counts_that_call(client, chat_route, user_factory, fake_upstream):
+    """The key's budget count takes every settle of the key, whatever the call's hold knew."""
+    output_only_prices(chat_route)
+    user, raw_key = funded_key(user_factory, 1_000_000)
+    key = user.api_keys.get()
+    fake_upstream.set(completion_tokens=100)
+    running = open_stream(raw_key, chat_body(stream=True, max_tokens=100, stream_options={"include_usage": True}))
+    chunks = iter(running.streaming_content)
+    next(chunks)  # the call runs; its hold was taken before the key had a budget
+
+    api_key_set_controls(
+        user=user, key_id=key.id, spend_limit_micro_usd=250, spend_limit_period="day", allowed_models=[], chat_rpm=None
+    )
+    assert post_chat(client, raw_key, chat_body(max_tokens=100)).status_code == 200  # counts 100 of 250
+    for _ in chunks:
+        pass
+    hang_up(running)  # settles the running call: 200 of 250
+
+    refused = post_chat(client, raw_key, chat_body(max_tokens=100))
+    assert error_of(refused)["code"] == "budget_exceeded"
+    assert "$0.000200 spent" in error_of(refused)["message"]
