@@ -64,7 +64,6 @@ class AuthenticatedKey:
         return not self.allowed_models or slug in self.allowed_models
 
 
-
 def hash_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
