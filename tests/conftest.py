@@ -48,7 +48,7 @@ def _clean_shared_state(request):
     """
     from catalog.selectors import catalog_cache_clear
 
-    if request.node.get_closest_marker("django_db") or _DB_FIXTURES & set(request.fixturenames):
+    if _uses_db(request):
         request.getfixturevalue("transactional_db" if "transactional_db" in request.fixturenames else "db")
         cache.clear()
         _reseed_if_flushed()
@@ -56,6 +56,18 @@ def _clean_shared_state(request):
     _last_used_seen.clear()
     yield
     catalog_cache_clear()
+    if "ledger_invariants" not in request.fixturenames and _uses_db(request):
+        _assert_ledger_invariants()
+
+
+def _uses_db(request) -> bool:
+    return bool(request.node.get_closest_marker("django_db") or _DB_FIXTURES & set(request.fixturenames))
+
+
+def _assert_ledger_invariants() -> None:
+    from billing.checks import ledger_discrepancies
+
+    assert ledger_discrepancies() == [], "the ledger and the cached balances disagree"
 
 
 @pytest.fixture(autouse=True)
@@ -109,8 +121,9 @@ def api_key_factory(db, user_factory):
 
 @pytest.fixture
 def ledger_invariants(db):
-    """After the test: every cached balance equals the sum of its ledger entries (billing/checks.py)."""
-    yield
-    from billing.checks import ledger_discrepancies
+    """After the test: every cached balance equals the sum of its ledger entries (billing/checks.py).
 
-    assert ledger_discrepancies() == []
+    Every test that uses the database gets the same check from _clean_shared_state; a module asks
+    for it by name to say that it is a billing test."""
+    yield
+    _assert_ledger_invariants()

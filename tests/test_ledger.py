@@ -236,7 +236,7 @@ def test_stream_cut_over_the_network_settles_once(live_api, chat_route, user_fac
 
 @pytest.mark.skipif(
     not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
-    reason="the live server's threads share one in-memory SQLite connection (README: SQLite runs one writer)",
+    reason="the live server's threads share one in-memory SQLite connection (docs/billing.md, On SQLite)",
 )
 def test_fifty_concurrent_calls_against_a_balance_for_ten(live_api, chat_route, user_factory, fake_upstream):
     """Exactly the affordable calls succeed: every call may cost 100 micro-USD and costs exactly that."""
