@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from django.db import connection, transaction
 from django.db.models import Sum
 
 from billing.models import Balance, LedgerEntry, Reservation
 
 
 def ledger_discrepancies() -> list[str]:
+    """Every way the cached balances disagree with the ledger; empty when the books are right.
+
+    Read in one snapshot (calls may be settling meanwhile)."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql" and len(connection.atomic_blocks) == 1:
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        return _discrepancies()
+
+
+def _discrepancies() -> list[str]:
     """Every way the cached balances disagree with the ledger; empty when the books are right.
 
     For each account: the balance equals the sum of its entries' amounts, the

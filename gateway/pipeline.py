@@ -763,7 +763,7 @@ def _priced_reply(ctx: CallContext, reply: Reply, body: dict, upstream_ms: int) 
 def priced_json(
     ctx: CallContext, usage: Usage, body: dict, *, estimated: bool, upstream_ms: int, finish_reason: str = ""
 ) -> HttpResponse:
-    """Record and price a whole answer, and send `body` with its cost (header, and in its usage object)."""
+    """Price a whole answer and send `body` with its cost (header, and in its usage object); recorded once sent."""
     cost = call_cost(ctx, usage)
     usage_object = body.get("usage") if isinstance(body.get("usage"), dict) else body.get("usageMetadata")
     if isinstance(usage_object, dict):
@@ -782,17 +782,42 @@ def priced_json(
             upstream_latency_ms=upstream_ms,
         )
         raise
-    _record(
-        ctx,
-        usage=usage,
-        estimated=estimated,
-        finish_reason=finish_reason,
-        status_code=200,
-        upstream_latency_ms=upstream_ms,
+    response = RecordedResponse(
+        content,
+        content_type="application/json",
+        record=lambda: _record(
+            ctx,
+            usage=usage,
+            estimated=estimated,
+            finish_reason=finish_reason,
+            status_code=200,
+            upstream_latency_ms=upstream_ms,
+        ),
     )
-    response = HttpResponse(content, content_type="application/json")
     response[COST_HEADER] = str(cost)
     return response
+
+
+class RecordedResponse(HttpResponse):
+    """A whole answer whose usage record (and settle) is written once the WSGI server has sent it.
+
+    The server calls close() after the last byte went out, so the client does
+    not wait for the INSERT and its commit (a third of a millisecond on
+    PostgreSQL, on every call). The cost is already in the answer; a worker
+    that dies in between leaves at worst its hold to the sweeper.
+    """
+
+    def __init__(self, content: bytes, *, record, **kwargs) -> None:
+        super().__init__(content, **kwargs)
+        self._record = record
+
+    def close(self) -> None:
+        record, self._record = self._record, None
+        try:
+            if record is not None:
+                record()
+        finally:
+            super().close()
 
 
 def _passthrough(ctx: CallContext, body: dict, client_headers, writer_options: dict) -> HttpResponse:

@@ -157,6 +157,9 @@ elif _db["ENGINE"] == "django.db.backends.sqlite3":
     _db.setdefault("OPTIONS", {})["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
     _db["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
     _db["OPTIONS"]["timeout"] = 20
+    # Tests on a file, as the product runs: an in-memory test database is one connection shared by
+    # every thread, which the live server's threads (recording after the response) cannot share.
+    _db["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME", "") or str(DATA_DIR / "test.sqlite3")}
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

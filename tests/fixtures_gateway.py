@@ -10,6 +10,7 @@ import json
 import secrets
 import socket
 import struct
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -90,6 +91,20 @@ def post_chat(client, raw_key: str | None, body, *, path: str = CHAT_PATH, heade
         all_headers.setdefault("Authorization", f"Bearer {raw_key}")
     data = body if isinstance(body, (str, bytes)) else json.dumps(body)
     return client.post(path, data=data, content_type="application/json", headers=all_headers)
+
+
+def wait_for_record(timeout: float = 10.0):
+    """The newest usage record, once written: the live server writes it in its own thread after it sent
+    the answer (a stream's when it ended), so a test that got its answer may be a moment early."""
+    from billing.models import UsageRecord
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = UsageRecord.objects.order_by("-id").first()
+        if record is not None:
+            return record
+        time.sleep(0.02)
+    raise AssertionError("no usage record was written")
 
 
 def error_of(response) -> dict:

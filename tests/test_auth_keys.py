@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -226,10 +225,6 @@ def test_last_used_time_is_recorded(client, chat_route, api_key, fake_upstream):
     assert row.last_used_at is not None
 
 
-@pytest.mark.skipif(
-    not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
-    reason="needs a second connection that cannot see uncommitted rows (in-memory SQLite shares one)",
-)
 def test_revocation_committed_later_is_not_undone_by_a_lookup_in_between(live_api, chat_route, api_key, fake_upstream):
     """Revoking inside a longer transaction (the admin's change form is one): a call served by
     another worker before the commit reads the key as still active and caches it; once the

@@ -4,7 +4,6 @@ reach the upstream write none; a stream is recorded when it ends, also when the 
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from django.core.signals import request_finished
@@ -22,6 +21,7 @@ from tests.fixtures_gateway import (
     expected_cost,
     post_chat,
     sse_chunks,
+    wait_for_record,
 )
 
 # Registers the fixtures (fake upstream, chat route, keys, live clients) for this module.
@@ -33,17 +33,6 @@ LONG_REPLY = " ".join(f"word{i}" for i in range(40))
 def only_record() -> UsageRecord:
     [record] = UsageRecord.objects.all()
     return record
-
-
-def wait_for_record(timeout: float = 10.0) -> UsageRecord:
-    """The live server records a hung-up stream in its own thread: poll for it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = UsageRecord.objects.first()
-        if record is not None:
-            return record
-        time.sleep(0.05)
-    raise AssertionError("no usage record was written")
 
 
 # --- successful calls ----------------------------------------------------------------

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 import requests
-from django.conf import settings
 
 from accounts.services import api_key_create, api_key_set_controls
 from billing.models import Balance, LedgerEntry, Reservation, UsageRecord
@@ -41,6 +41,13 @@ def balance_of(user) -> Balance:
 
 def entry_kinds(user) -> list[str]:
     return list(LedgerEntry.objects.filter(user=user).order_by("id").values_list("kind", flat=True))
+
+
+def wait_for_settles(timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while Reservation.objects.filter(state=Reservation.State.OPEN).exists():
+        assert time.monotonic() < deadline, "holds still open"
+        time.sleep(0.02)
 
 
 def output_only_prices(chat_route, *, output_per_1m: int = 1_000_000) -> None:
@@ -234,10 +241,6 @@ def test_stream_cut_over_the_network_settles_once(live_api, chat_route, user_fac
 # --- concurrency -------------------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
-    reason="the live server's threads share one in-memory SQLite connection (docs/billing.md, On SQLite)",
-)
 def test_fifty_concurrent_calls_against_a_balance_for_ten(live_api, chat_route, user_factory, fake_upstream):
     """Exactly the affordable calls succeed: every call may cost 100 micro-USD and costs exactly that."""
     output_only_prices(chat_route)
@@ -271,6 +274,7 @@ def test_fifty_concurrent_calls_against_a_balance_for_ten(live_api, chat_route, 
 
     assert sorted(statuses, key=str) == [200] * 10 + [402] * 40
     assert set(codes) == {"insufficient_quota"}
+    wait_for_settles()  # the server settles each call once its answer was sent
     balance = balance_of(user)
     assert (balance.balance_micro_usd, balance.reserved_micro_usd) == (0, 0)
     assert UsageRecord.objects.filter(status_code=200).count() == 10
@@ -499,9 +503,11 @@ def test_a_record_that_cannot_be_written_gives_the_hold_back(
         raise DatabaseError("the database is gone")
 
     monkeypatch.setattr(gateway.pipeline, "usage_record", refuse)
-    response = post_chat(client, raw_key, chat_body(max_tokens=100))
+    # The answer was sent first; the record is written when the server closes the response,
+    # and its failure reaches the server (which logs it), as Django's test client shows.
+    with pytest.raises(DatabaseError):
+        post_chat(client, raw_key, chat_body(max_tokens=100))
 
-    assert response.status_code == 500
     assert entry_kinds(user) == ["grant", "reserve", "release"]
     assert balance_of(user).reserved_micro_usd == 0
 
@@ -527,3 +533,27 @@ def test_a_budget_set_while_a_call_runs_counts_that_call(client, chat_route, use
     refused = post_chat(client, raw_key, chat_body(max_tokens=100))
     assert error_of(refused)["code"] == "budget_exceeded"
     assert "$0.000200 spent" in error_of(refused)["message"]
+
+
+def test_a_whole_answer_is_recorded_once_it_was_sent(chat_route, user_factory, fake_upstream):
+    """The record (and the settle) waits for the server to close the response: the client does not wait for it."""
+    from django.test import RequestFactory
+
+    from gateway.middleware import RequestIdMiddleware
+    from gateway.views import chat_completions
+
+    user, raw_key = funded_key(user_factory, 5_000_000)
+    request = RequestFactory().post(
+        "/v1/chat/completions",
+        data=json.dumps(chat_body(max_tokens=100)),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {raw_key}"},
+    )
+    response = RequestIdMiddleware(chat_completions)(request)
+
+    assert response.status_code == 200 and int(response["X-Request-Cost-Micro-Usd"]) > 0
+    assert UsageRecord.objects.count() == 0 and balance_of(user).reserved_micro_usd > 0
+    hang_up(response)  # what the WSGI server does after the last byte
+    record = UsageRecord.objects.get()
+    assert record.cost_micro_usd == int(response["X-Request-Cost-Micro-Usd"])
+    assert balance_of(user).reserved_micro_usd == 0

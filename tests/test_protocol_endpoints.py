@@ -42,6 +42,7 @@ from tests.fixtures_gateway import (
     error_of,
     expected_cost,
     sse_payloads,
+    wait_for_record,
 )
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=")
@@ -111,19 +112,9 @@ def records() -> list[UsageRecord]:
 
 
 def only_record() -> UsageRecord:
+    wait_for_record()  # calls through the live server are recorded once their answer was sent
     [record] = records()
     return record
-
-
-def wait_for_record(timeout: float = 10.0) -> UsageRecord:
-    """The live server records a hung-up stream in its own thread: poll for it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = UsageRecord.objects.first()
-        if record is not None:
-            return record
-        time.sleep(0.05)
-    raise AssertionError("no usage record was written")
 
 
 @pytest.fixture

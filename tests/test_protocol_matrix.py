@@ -23,7 +23,7 @@ from google.genai import types as genai_types
 from billing.models import UsageRecord
 from tests import fake_gemini
 from tests.fake_upstream import DEFAULT_PROMPT_TOKENS, DEFAULT_REPLY, words
-from tests.fixtures_gateway import MODEL_ID, UPSTREAM_MODEL, expected_cost
+from tests.fixtures_gateway import MODEL_ID, UPSTREAM_MODEL, expected_cost, wait_for_record
 
 pytest_plugins = ["tests.fixtures_gateway"]
 
@@ -394,7 +394,8 @@ def routed(route_to, kind):
 
 
 def last_record() -> UsageRecord:
-    return UsageRecord.objects.order_by("-id").first()
+    """The live server writes a call's record once it sent the answer (and a stream's once it ended): wait for it."""
+    return wait_for_record()
 
 
 # --- the matrix ------------------------------------------------------------------------

@@ -296,7 +296,7 @@ def _stream_in_thread(url: str, raw_key: str) -> dict:
 @pytest.mark.skipif(
     not ON_POSTGRES_AND_REDIS,
     reason="needs PostgreSQL and Redis (DATABASE_URL=postgres://… REDIS_URL=redis://…): the gunicorn and Celery "
-    "subprocesses cannot see pytest-django's in-memory SQLite test database",
+    "subprocesses it starts share them (the CI runs it there)",
 )
 def test_hold_of_a_worker_killed_mid_call_is_released_by_the_sweeper(
     beluga_server, celery_worker, chat_route, api_key, fake_upstream

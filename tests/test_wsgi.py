@@ -5,6 +5,8 @@ import sys
 
 import orjson
 import pytest
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 
 from gateway.wsgi import application
 
@@ -30,11 +32,19 @@ def call(path, method="GET", body=b"", headers=None):
         seen["status"] = int(status.split()[0])
         seen["headers"] = dict(response_headers)
 
-    result = application(environ, start_response)
+    # As Django's test client does: the request's end must not close the test's own connection,
+    # which is inside the test's transaction.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
     try:
-        content = b"".join(result)
+        result = application(environ, start_response)
+        try:
+            content = b"".join(result)
+        finally:
+            result.close()
     finally:
-        result.close()
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
     return seen["status"], seen["headers"], content
 
 
