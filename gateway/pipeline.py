@@ -366,7 +366,8 @@ def hold_for_call(ctx: CallContext, body, *, output_tokens: int | None = None, i
         input_tokens = min(input_tokens, model.context_window * inputs)
     if output_tokens is None:
         output_tokens = model.max_output_tokens or limits["RESERVE_DEFAULT_OUTPUT_TOKENS"]
-        requested = requested_max_output(body)
+        # The route's params win over the client's (with_route_params), its output cap too.
+        requested = requested_max_output(ctx.route.params) or requested_max_output(body)
         if requested is not None:
             output_tokens = min(requested, output_tokens) if model.max_output_tokens else requested
         output_tokens *= requested_choices(body)

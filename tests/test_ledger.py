@@ -557,3 +557,17 @@ def test_a_whole_answer_is_recorded_once_it_was_sent(chat_route, user_factory, f
     record = UsageRecord.objects.get()
     assert record.cost_micro_usd == int(response["X-Request-Cost-Micro-Usd"])
     assert balance_of(user).reserved_micro_usd == 0
+
+
+def test_a_routes_own_output_cap_sets_the_hold(client, chat_route, user_factory, fake_upstream):
+    """Route params are merged over the client's request: a route's max_tokens is what the call may produce."""
+    output_only_prices(chat_route)
+    chat_route.route.params = {"max_tokens": 500}
+    chat_route.route.save()
+    catalog_cache_clear()
+    _, raw_key = funded_key(user_factory, 300)
+
+    response = post_chat(client, raw_key, chat_body(max_tokens=100))
+
+    assert error_of(response)["code"] == "insufficient_quota"
+    assert "up to 500 output tokens" in error_of(response)["message"]
