@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from catalog.selectors import ModelInfo
 
 TOKENS_PER_PRICE_UNIT = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ChargedPrices:
+    """The unit prices a call is charged at (micro-USD per 1M tokens), kept on its usage record."""
+
+    input_per_1m: int = 0
+    output_per_1m: int = 0
+    cached_input_per_1m: int = 0
+    cache_write_per_1m: int = 0
+
+
+def charged_prices(model: ModelInfo) -> ChargedPrices:
+    """The model's unit prices, a missing cache price read as the input price."""
+    input_price = model.input_per_1m
+    return ChargedPrices(
+        input_per_1m=input_price,
+        output_per_1m=model.output_per_1m,
+        cached_input_per_1m=input_price if model.cached_input_per_1m is None else model.cached_input_per_1m,
+        cache_write_per_1m=input_price if model.cache_write_per_1m is None else model.cache_write_per_1m,
+    )
 
 
 def token_cost(
@@ -21,13 +44,12 @@ def token_cost(
     """
     cached = min(cached_tokens, input_tokens)
     written = min(cache_write_tokens, input_tokens - cached)
-    cached_price = model.input_per_1m if model.cached_input_per_1m is None else model.cached_input_per_1m
-    write_price = model.input_per_1m if model.cache_write_per_1m is None else model.cache_write_per_1m
+    prices = charged_prices(model)
     numerator = (
-        (input_tokens - cached - written) * model.input_per_1m
-        + cached * cached_price
-        + written * write_price
-        + output_tokens * model.output_per_1m
+        (input_tokens - cached - written) * prices.input_per_1m
+        + cached * prices.cached_input_per_1m
+        + written * prices.cache_write_per_1m
+        + output_tokens * prices.output_per_1m
     )
     return -(-numerator // TOKENS_PER_PRICE_UNIT)
 
@@ -37,8 +59,9 @@ def max_token_cost(*, model: ModelInfo, input_tokens: int, output_tokens: int) -
 
     (Writing to a provider's prompt cache can cost more than plain input.)
     """
-    input_price = max(model.input_per_1m, model.cached_input_per_1m or 0, model.cache_write_per_1m or 0)
-    numerator = input_tokens * input_price + output_tokens * model.output_per_1m
+    prices = charged_prices(model)
+    input_price = max(prices.input_per_1m, prices.cached_input_per_1m, prices.cache_write_per_1m)
+    numerator = input_tokens * input_price + output_tokens * prices.output_per_1m
     return -(-numerator // TOKENS_PER_PRICE_UNIT)
 
 

@@ -31,6 +31,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from billing.models import Balance, KeySpend, LedgerEntry, Reservation, UsageRecord
+from billing.pricing import ChargedPrices
 
 # The columns written for every upstream call, in INSERT order.
 _USAGE_FIELDS = (
@@ -79,16 +80,6 @@ def _usage_insert() -> str:
     columns = ", ".join(connection.ops.quote_name(opts.get_field(f).column) for f in _USAGE_FIELDS)
     placeholders = ", ".join(["%s"] * len(_USAGE_FIELDS))
     return f"INSERT INTO {_quoted_table(UsageRecord)} ({columns}) VALUES ({placeholders})"  # noqa: S608 - names from model metadata, values bound
-
-
-@dataclass(frozen=True, slots=True)
-class ChargedPrices:
-    """The unit prices a call is charged at (micro-USD per 1M tokens), kept on its usage record."""
-
-    input_per_1m: int = 0
-    output_per_1m: int = 0
-    cached_input_per_1m: int = 0
-    cache_write_per_1m: int = 0
 
 
 TOTAL_PERIOD_START = date(1970, 1, 1)  # KeySpend's period for "total" budgets

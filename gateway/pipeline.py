@@ -30,11 +30,10 @@ from django.utils import timezone
 
 from accounts.limits import BUCKET_CHAT, rate_limit_hit
 from accounts.services import AuthenticatedKey, KeyRejected, api_key_authenticate
-from billing.pricing import cost_fields, max_token_cost, token_cost, usd_text
+from billing.pricing import charged_prices, cost_fields, max_token_cost, token_cost, usd_text
 from billing.services import (
     Budget,
     BudgetExceeded,
-    ChargedPrices,
     Hold,
     InsufficientBalance,
     reservation_release,
@@ -525,16 +524,6 @@ def call_cost(ctx: CallContext, usage: Usage | None) -> int:
 def cost_fields_of(ctx: CallContext):
     """Usage -> the cost fields a protocol module adds to its usage object (its `cost_of`)."""
     return lambda usage: cost_fields(call_cost(ctx, usage))
-
-
-def charged_prices(model: ModelInfo) -> ChargedPrices:
-    input_price = model.input_per_1m
-    return ChargedPrices(
-        input_per_1m=input_price,
-        output_per_1m=model.output_per_1m,
-        cached_input_per_1m=input_price if model.cached_input_per_1m is None else model.cached_input_per_1m,
-        cache_write_per_1m=input_price if model.cache_write_per_1m is None else model.cache_write_per_1m,
-    )
 
 
 def _record(ctx: CallContext, *, usage: Usage | None = None, estimated: bool = False, **fields) -> int:
