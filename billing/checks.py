@@ -1,4 +1,4 @@
-"""The ledger's invariants, checked by the tests after every billing test and by `manage.py billing_check`."""
+"""The ledger's invariants, checked after every test that uses the database (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ from billing.models import Balance, LedgerEntry, Reservation
 def ledger_discrepancies() -> list[str]:
     """Every way the cached balances disagree with the ledger; empty when the books are right.
 
-    Read in one snapshot (calls may be settling meanwhile)."""
+    For each account: the balance equals the sum of its entries' amounts, the
+    reserved amount equals the sum of their holds and the open holds charged to
+    the balance, and neither is negative. Read in one snapshot (calls may be
+    settling meanwhile).
+    """
     with transaction.atomic():
         if connection.vendor == "postgresql" and len(connection.atomic_blocks) == 1:
             with connection.cursor() as cursor:
@@ -20,19 +24,12 @@ def ledger_discrepancies() -> list[str]:
 
 
 def _discrepancies() -> list[str]:
-    """Every way the cached balances disagree with the ledger; empty when the books are right.
-
-    For each account: the balance equals the sum of its entries' amounts, the
-    reserved amount equals the sum of their holds and the open holds charged to
-    the balance, and neither is negative.
-    """
     problems = []
-    amounts = dict(
-        LedgerEntry.objects.values("user_id").annotate(total=Sum("amount_micro_usd")).values_list("user_id", "total")
+    sums = list(
+        LedgerEntry.objects.values("user_id").annotate(amount=Sum("amount_micro_usd"), hold=Sum("hold_micro_usd"))
     )
-    holds = dict(
-        LedgerEntry.objects.values("user_id").annotate(total=Sum("hold_micro_usd")).values_list("user_id", "total")
-    )
+    amounts = {row["user_id"]: row["amount"] for row in sums}
+    holds = {row["user_id"]: row["hold"] for row in sums}
     open_holds = dict(
         Reservation.objects.filter(state=Reservation.State.OPEN, charges_balance=True)
         .values("user_id")
