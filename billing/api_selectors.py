@@ -7,14 +7,14 @@ count (billing.services does that when a call reserves).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from django.db.models import Q, Sum
 from django.utils import timezone
 
 from accounts.models import ApiKey
-from billing.models import Balance, KeySpend, Reservation, UsageRecord
-from billing.services import Budget
+from billing.models import Balance, KeySpend, UsageRecord
+from billing.selectors import NO_SPEND, key_spend_sums
+from billing.services import Budget, key_held_micro_usd
 
 
 def generation_get(*, user_id: int, request_id: str) -> UsageRecord | None:
@@ -63,14 +63,7 @@ def key_overview(*, key_id: int, now: datetime | None = None) -> KeyOverview:
     key = ApiKey.objects.select_related("user__plan").get(id=key_id)
     balance = Balance.objects.filter(user_id=key.user_id).values_list("balance_micro_usd", "reserved_micro_usd").first()
     balance_micro_usd, reserved_micro_usd = balance or (0, 0)
-    day = _utc_midnight(now)
-    month = day.replace(day=1)
-    usage = UsageRecord.objects.filter(api_key_id=key.id).aggregate(
-        total=Sum("cost_micro_usd"),
-        day=Sum("cost_micro_usd", filter=Q(created_at__gte=day)),
-        month=Sum("cost_micro_usd", filter=Q(created_at__gte=month)),
-    )
-    usage = {name: value or 0 for name, value in usage.items()}
+    usage = key_spend_sums(records=UsageRecord.objects.filter(api_key_id=key.id), now=now).get(key.id, NO_SPEND)
     budget = None
     if key.spend_limit_micro_usd is not None:
         budget = _key_budget(key=key, now=now, usage_by_period=usage)
@@ -96,12 +89,7 @@ def _key_budget(*, key: ApiKey, now: datetime, usage_by_period: dict[str, int]) 
     spent = next(iter(rows), None)
     if spent is None:
         spent = usage_by_period[budget.period]
-    held = (
-        Reservation.objects.filter(api_key_id=key.id, state=Reservation.State.OPEN).aggregate(
-            total=Sum("amount_micro_usd")
-        )["total"]
-        or 0
-    )
+    held = key_held_micro_usd(api_key_id=key.id)
     return KeyBudget(
         limit_micro_usd=budget.limit_micro_usd,
         period=budget.period,
@@ -109,7 +97,3 @@ def _key_budget(*, key: ApiKey, now: datetime, usage_by_period: dict[str, int]) 
         held_micro_usd=held,
         resets_at=budget.period_end(now),
     )
-
-
-def _utc_midnight(now: datetime) -> datetime:
-    return datetime.combine(now.astimezone(UTC).date(), datetime.min.time(), tzinfo=UTC)

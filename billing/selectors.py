@@ -144,14 +144,12 @@ class KeySpendRow:
         return min(100, self.spent_period_micro_usd * 100 // self.key.spend_limit_micro_usd)
 
 
-def keys_with_spend(*, user: User, now: datetime | None = None) -> list[KeySpendRow]:
-    """The user's keys, newest first, each with its spend from the usage records (two queries)."""
-    now = now or timezone.now()
+def key_spend_sums(*, records: QuerySet[UsageRecord], now: datetime) -> dict[int, dict[str, int]]:
+    """Spend per key among `records`, from their costs: all time, this UTC day, this UTC month (one query)."""
     today = now.astimezone(UTC).date()
     cost = "cost_micro_usd"
-    sums = {
-        row["api_key_id"]: row
-        for row in UsageRecord.objects.filter(user=user, api_key__isnull=False)
+    rows = (
+        records.filter(api_key__isnull=False)
         .values("api_key_id")
         .annotate(
             total=Sum(cost, default=0),
@@ -159,10 +157,20 @@ def keys_with_spend(*, user: User, now: datetime | None = None) -> list[KeySpend
             month=Sum(cost, default=0, filter=Q(created_at__gte=utc_day_start(today.replace(day=1)))),
         )
         .order_by()
-    }
+    )
+    return {row.pop("api_key_id"): row for row in rows}
+
+
+NO_SPEND = {"total": 0, "day": 0, "month": 0}
+
+
+def keys_with_spend(*, user: User, now: datetime | None = None) -> list[KeySpendRow]:
+    """The user's keys, newest first, each with its spend from the usage records (two queries)."""
+    now = now or timezone.now()
+    sums = key_spend_sums(records=UsageRecord.objects.filter(user=user), now=now)
     rows = []
     for key in ApiKey.objects.filter(user=user).order_by("-created_at", "-id"):
-        spent = sums.get(key.id, {"total": 0, "day": 0, "month": 0})
+        spent = sums.get(key.id, NO_SPEND)
         period_spent = period_end = None
         if key.spend_limit_micro_usd is not None:
             period = key.spend_limit_period

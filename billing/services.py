@@ -398,12 +398,7 @@ def reserve(
         if budget is not None and api_key_id is not None:
             period_start = budget.period_start(now)
             spent = _key_spent(api_key_id=api_key_id, period_start=period_start, budget=budget, now=now)
-            held = (
-                Reservation.objects.filter(api_key_id=api_key_id, state=Reservation.State.OPEN).aggregate(
-                    total=Sum("amount_micro_usd")
-                )["total"]
-                or 0
-            )
+            held = key_held_micro_usd(api_key_id=api_key_id)
             if spent + held + amount > budget.limit_micro_usd:
                 raise BudgetExceeded(budget=budget, spent_micro_usd=spent, held_micro_usd=held, needed_micro_usd=amount)
         reservation = Reservation.objects.create(
@@ -435,6 +430,12 @@ def reserve(
         charges_balance=charges_balance,
         budget_period_start=period_start,
     )
+
+
+def key_held_micro_usd(*, api_key_id: int) -> int:
+    """What the key's calls in flight hold (its open reservations)."""
+    open_holds = Reservation.objects.filter(api_key_id=api_key_id, state=Reservation.State.OPEN)
+    return open_holds.aggregate(total=Sum("amount_micro_usd"))["total"] or 0
 
 
 def _key_spent(*, api_key_id: int, period_start: date, budget: Budget, now: datetime) -> int:
