@@ -51,6 +51,12 @@ class UsageRecord(models.Model):
     output_price_per_1m = models.BigIntegerField(db_default=0)
     cached_input_price_per_1m = models.BigIntegerField(db_default=0)
     cache_write_price_per_1m = models.BigIntegerField(db_default=0)
+    # Media calls are priced per unit (billing.pricing.MediaCharge): images,
+    # seconds of video or audio, characters of speech; the unit price is kept
+    # as charged (per image, per video second, per 1M characters, per minute).
+    media_unit = models.CharField(max_length=16, blank=True, db_default="")
+    media_units = models.BigIntegerField(db_default=0)
+    media_unit_price = models.BigIntegerField(db_default=0)
     latency_ms = models.PositiveIntegerField(default=0, help_text="Whole request, as seen by Beluga.")
     upstream_latency_ms = models.PositiveIntegerField(default=0, help_text="Upstream call to its last byte.")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

@@ -65,6 +65,61 @@ def max_token_cost(*, model: ModelInfo, input_tokens: int, output_tokens: int) -
     return -(-numerator // TOKENS_PER_PRICE_UNIT)
 
 
+# --- media: priced per unit, not per token -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MediaCharge:
+    """What a media call is charged: `units` of `unit` at `unit_price`, `cost` in all.
+
+    unit_price is the catalog's price as charged: micro-USD per image, per
+    second of video, per 1M characters (speech) or per minute (transcription).
+    """
+
+    unit: str  # "image", "video_second", "character" or "audio_second"
+    units: int
+    unit_price: int
+    cost: int
+
+
+# The divisor of each unit's price: per image and per video second as they are,
+# per 1M characters, per minute of audio (counted in seconds).
+MEDIA_PRICE_DIVISORS = {"image": 1, "video_second": 1, "character": 1_000_000, "audio_second": 60}
+
+
+def media_charge(unit: str, units: int, unit_price: int) -> MediaCharge:
+    """`units` of `unit` at `unit_price`, rounded up once to a whole micro-USD, as token prices are."""
+    units = max(0, int(units))
+    return MediaCharge(unit, units, unit_price, -(-units * unit_price // MEDIA_PRICE_DIVISORS[unit]))
+
+
+def image_unit_price(model: ModelInfo, *, size: str = "", quality: str = "") -> int:
+    """The per-image price for these options: "size/quality", then size, then quality, else per_image."""
+    by_option = model.per_image_by_option
+    for option in (f"{size}/{quality}", size, quality):
+        price = by_option.get(option)
+        if isinstance(price, int) and not isinstance(price, bool):
+            return price
+    return model.per_image
+
+
+def image_charge(model: ModelInfo, *, images: int, size: str = "", quality: str = "") -> MediaCharge:
+    return media_charge("image", images, image_unit_price(model, size=size, quality=quality))
+
+
+def video_charge(model: ModelInfo, *, seconds: int) -> MediaCharge:
+    return media_charge("video_second", seconds, model.per_video_second)
+
+
+def speech_charge(model: ModelInfo, *, characters: int) -> MediaCharge:
+    return media_charge("character", characters, model.per_1m_chars)
+
+
+def transcription_charge(model: ModelInfo, *, seconds: float) -> MediaCharge:
+    """Per minute of audio, counted in whole seconds (a started second counts)."""
+    return media_charge("audio_second", max(0, int(-(-seconds // 1))), model.per_minute)
+
+
 def usd_text(micro_usd: int) -> str:
     """Micro-USD as an exact decimal string of dollars: 1234 -> "0.001234"."""
     sign = "-" if micro_usd < 0 else ""

@@ -31,7 +31,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from billing.models import Balance, KeySpend, LedgerEntry, Reservation, UsageRecord
-from billing.pricing import ChargedPrices
+from billing.pricing import ChargedPrices, MediaCharge
 
 # The columns written for every upstream call, in INSERT order.
 _USAGE_FIELDS = (
@@ -60,6 +60,9 @@ _USAGE_FIELDS = (
     "output_price_per_1m",
     "cached_input_price_per_1m",
     "cache_write_price_per_1m",
+    "media_unit",
+    "media_units",
+    "media_unit_price",
     "latency_ms",
     "upstream_latency_ms",
     "created_at",
@@ -163,6 +166,7 @@ def usage_record(
     client_disconnected: bool = False,
     cost_micro_usd: int = 0,
     prices: ChargedPrices = ChargedPrices(),  # noqa: B008 - frozen, shared safely
+    media: MediaCharge | None = None,
     latency_ms: int = 0,
     upstream_latency_ms: int = 0,
     hold: Hold | None = None,
@@ -204,6 +208,9 @@ def usage_record(
         prices.output_per_1m,
         prices.cached_input_per_1m,
         prices.cache_write_per_1m,
+        media.unit if media else "",
+        media.units if media else 0,
+        media.unit_price if media else 0,
         latency_ms,
         upstream_latency_ms,
         timezone.now(),

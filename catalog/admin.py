@@ -191,7 +191,15 @@ class AIModelAdmin(CatalogCacheClearMixin, admin.ModelAdmin):
                     ("cached_input_per_1m", "cache_write_per_1m"),
                     ("per_image", "per_video_second"),
                     ("per_1m_chars", "per_minute"),
+                    "per_image_by_option",
                 ),
+            },
+        ),
+        (
+            "Media options (image, video and audio models)",
+            {
+                "description": "What the model accepts; requests are checked against it (docs/media.md).",
+                "fields": ("media_options",),
             },
         ),
         (

@@ -22,6 +22,7 @@ works too) of this shape::
         capabilities: {stream: true, vision: false, tools: true, json: true}
         price: {input_per_1m: 150000, output_per_1m: 600000}   # sale price, integer micro-USD
         list_price: {input_per_1m: 150000, output_per_1m: 600000}   # official price, integer micro-USD
+        media: {sizes: ["1:1", "16:9"], max_n: 4}   # image, video and audio models: see docs/media.md
         routes:
           - {upstream: local-a, upstream_model: gpt-4o-mini, priority: 0, weight: 1, enabled: true}
           # params: merged into the upstream request body (its own protocol), over the client's values
@@ -30,8 +31,9 @@ works too) of this shape::
 Price keys: input_per_1m, output_per_1m (per 1M tokens), per_image,
 per_video_second, per_1m_chars (TTS), per_minute (STT); optional
 cached_input_per_1m and cache_write_per_1m (prompt caching; null: the input
-price). Money is integer micro-USD (1 USD = 1,000,000); floats are rejected
-rather than rounded.
+price), and for images per_image_by_option (a mapping of quality, size or
+"size/quality" to the per-image price). Money is integer micro-USD (1 USD =
+1,000,000); floats are rejected rather than rounded.
 
 A sale price is 0 only where the file says 0 (free, on purpose). In `price`, a
 key left out keeps the model's price as it is, and a new model has none; null
@@ -53,7 +55,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from catalog.models import CACHE_PRICES, SALE_PRICES, Category, Upstream
+from catalog.models import CACHE_PRICES, MEDIA_OPTION_KEYS, SALE_PRICES, Category, Upstream
 
 PRICE_KEYS = SALE_PRICES
 # Prices that may be left empty (null): cached input tokens then cost the input price.
@@ -80,8 +82,11 @@ _MODEL_KEYS = (
     "capabilities",
     "price",
     "list_price",
+    "media",
     "routes",
 )
+_MEDIA_KEYS = tuple(dict.fromkeys(key for keys in MEDIA_OPTION_KEYS.values() for key in keys))
+PER_IMAGE_BY_OPTION = "per_image_by_option"
 _ROUTE_KEYS = ("upstream", "upstream_model", "priority", "weight", "enabled", "params")
 _SLUG_RE = re.compile(r"[-a-zA-Z0-9_]+")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -200,6 +205,20 @@ class _Validator:
             return None
         return self.integer(value, path, minimum=0, maximum=2**62, what="a non-negative integer (micro-USD)")
 
+    def option_prices(self, value: Any, path: str) -> dict[str, int]:
+        if not isinstance(value, dict):
+            self.error(path, "must be a mapping of option to price")
+            return {}
+        prices = {}
+        for option, price in value.items():
+            if not isinstance(option, str) or not option:
+                self.error(path, "keys must be option names (a quality, a size or size/quality)")
+                continue
+            checked = self.price(price, f"{path}.{option}", nullable=False)
+            if checked is not None:
+                prices[option] = checked
+        return prices
+
     def seconds(self, value: Any, path: str) -> float | None:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86400:
             self.error(path, "must be a number of seconds greater than 0")
@@ -287,10 +306,17 @@ class _Validator:
                 if key in caps:
                     fields[field_name] = self.boolean(caps[key], f"{path}.capabilities.{key}")
         if "price" in entry:
-            prices = self.mapping(entry["price"], f"{path}.price", PRICE_KEYS + OPTIONAL_PRICE_KEYS) or {}
+            allowed = (*PRICE_KEYS, *OPTIONAL_PRICE_KEYS, PER_IMAGE_BY_OPTION)
+            prices = self.mapping(entry["price"], f"{path}.price", allowed) or {}
             for price_key in PRICE_KEYS + OPTIONAL_PRICE_KEYS:
                 if price_key in prices:
                     fields[price_key] = self.price(prices[price_key], f"{path}.price.{price_key}", nullable=True)
+            if PER_IMAGE_BY_OPTION in prices:
+                fields[PER_IMAGE_BY_OPTION] = self.option_prices(
+                    prices[PER_IMAGE_BY_OPTION], f"{path}.price.{PER_IMAGE_BY_OPTION}"
+                )
+        if "media" in entry:
+            fields["media_options"] = self.mapping(entry["media"] or {}, f"{path}.media", _MEDIA_KEYS) or {}
         if "list_price" in entry:
             prices = self.mapping(entry["list_price"], f"{path}.list_price", PRICE_KEYS + OPTIONAL_PRICE_KEYS) or {}
             for price_key in OPTIONAL_PRICE_KEYS:

@@ -200,9 +200,12 @@ def _credential_export(value: str) -> str:
     return REDACTED
 
 
-def _sale_prices(obj: AIModel) -> dict[str, int]:
+def _sale_prices(obj: AIModel) -> dict:
     """Every sale price that is set, 0 (free) included; one not set is left out."""
-    return {key: getattr(obj, key) for key in PRICE_KEYS + OPTIONAL_PRICE_KEYS if getattr(obj, key) is not None}
+    prices = {key: getattr(obj, key) for key in PRICE_KEYS + OPTIONAL_PRICE_KEYS if getattr(obj, key) is not None}
+    if obj.per_image_by_option:
+        prices["per_image_by_option"] = obj.per_image_by_option
+    return prices
 
 
 def _list_prices(obj: AIModel) -> dict[str, int]:
@@ -242,6 +245,7 @@ def catalog_export() -> dict:
                 "capabilities": {key: getattr(m, field_name) for key, field_name in CAPABILITIES.items()},
                 "price": _sale_prices(m),
                 "list_price": _list_prices(m),
+                **({"media": m.media_options} if m.media_options else {}),
                 "routes": [
                     {
                         "upstream": r.upstream.name,

@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -43,6 +44,15 @@ PRICE_FIELDS = (
     *CACHE_PRICES,
     *(f"{name}_list" for name in (*SALE_PRICES, *CACHE_PRICES)),
 )
+
+
+# The keys of AIModel.media_options, by category (docs/media.md).
+MEDIA_OPTION_KEYS: dict[str, tuple[str, ...]] = {
+    Category.IMAGE: ("sizes", "max_n", "qualities", "styles", "formats", "edits", "input_names"),
+    Category.VIDEO: ("durations", "sizes", "resolutions", "image_input", "input_names"),
+    Category.AUDIO_TTS: ("voices", "formats", "instructions", "max_chars"),
+    Category.AUDIO_STT: ("formats", "translations", "timestamps"),
+}
 
 
 def prices_required(*, category: str) -> tuple[str, ...]:
@@ -120,6 +130,23 @@ class AIModel(models.Model):
         blank=True,
         help_text="Sale price, micro-USD per 1M input tokens written to the cache (empty: input price).",
     )
+    # Image, video and audio models: what the model accepts (MEDIA_OPTION_KEYS;
+    # gateway/media/options.py checks requests against it) and, for images,
+    # sale prices by size and quality.
+    media_options = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the model accepts, e.g. images: "
+        '{"sizes": ["1024x1024", "1536x1024", "auto"], "max_n": 4, "qualities": ["low", "medium", "high"]}; '
+        'video: {"durations": [4, 8, 12], "sizes": ["720x1280", "1280x720"]}; '
+        'speech: {"voices": ["alloy"], "formats": ["mp3", "wav"]}. See docs/media.md.',
+    )
+    per_image_by_option = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Sale prices per image (micro-USD) that differ by option, keyed by quality, size, "
+        'or "size/quality", e.g. {"hd": 80000, "1792x1024/hd": 120000}. Others cost the per-image price.',
+    )
     input_per_1m_list = models.BigIntegerField(default=0)
     output_per_1m_list = models.BigIntegerField(default=0)
     per_image_list = models.BigIntegerField(default=0)
@@ -141,13 +168,36 @@ class AIModel(models.Model):
     def __str__(self) -> str:
         return self.slug
 
+    def clean(self) -> None:
+        errors = {}
+        if not isinstance(self.media_options, dict):
+            errors["media_options"] = 'Must be a JSON object, e.g. {"sizes": ["1:1", "16:9"], "max_n": 4}.'
+        else:
+            allowed = MEDIA_OPTION_KEYS.get(self.category, ())
+            unknown = sorted(set(self.media_options) - set(allowed))
+            if unknown:
+                errors["media_options"] = (
+                    f"Unknown for a {self.category} model: {', '.join(unknown)}. "
+                    f"Known: {', '.join(allowed) or 'none (leave it empty)'}."
+                )
+        prices = self.per_image_by_option
+        if not isinstance(prices, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in prices.values()
+        ):
+            errors["per_image_by_option"] = 'Must map options to whole micro-USD, e.g. {"hd": 80000}.'
+        if errors:
+            raise ValidationError(errors)
+
     def missing_prices(self) -> list[str]:
         """The sale prices this model's category needs and it lacks; empty when it may be served."""
         return [name for name in prices_required(category=self.category) if getattr(self, name) is None]
 
-    def prices(self) -> dict[str, int | None]:
+    def prices(self) -> dict[str, int | None | dict]:
         """Every sale and list price, by field name (what a PriceChange records)."""
-        return {name: getattr(self, name) for name in PRICE_FIELDS}
+        prices = {name: getattr(self, name) for name in PRICE_FIELDS}
+        if self.per_image_by_option:
+            prices["per_image_by_option"] = self.per_image_by_option
+        return prices
 
 
 class Upstream(models.Model):

@@ -64,6 +64,8 @@ class ModelInfo:
     cached_input_per_1m: int | None  # None: cached input tokens cost the input price
     cache_write_per_1m: int | None
     routes: tuple[RouteTarget, ...] = field(default=())
+    media_options: dict = field(default_factory=dict)  # AIModel.media_options: what a media model accepts
+    per_image_by_option: dict = field(default_factory=dict)  # per-image prices by quality / size
 
 
 def upstream_credential(value: str) -> str:
@@ -124,6 +126,8 @@ def _load() -> dict[str, ModelInfo]:
             cached_input_per_1m=m.cached_input_per_1m,
             cache_write_per_1m=m.cache_write_per_1m,
             routes=tuple(sorted(routes_by_model.get(m.id, ()), key=lambda r: r.priority)),
+            media_options=m.media_options if isinstance(m.media_options, dict) else {},
+            per_image_by_option=m.per_image_by_option if isinstance(m.per_image_by_option, dict) else {},
         )
     return models
 

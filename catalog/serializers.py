@@ -13,6 +13,7 @@ class PublicModelSerializer(serializers.ModelSerializer):
     provider = serializers.CharField(source="vendor")
     capabilities = serializers.SerializerMethodField()
     pricing = serializers.SerializerMethodField()
+    media = serializers.SerializerMethodField()
 
     class Meta:
         model = AIModel
@@ -29,6 +30,7 @@ class PublicModelSerializer(serializers.ModelSerializer):
             "context_window",
             "max_output_tokens",
             "pricing",
+            "media",
         ]
 
     def get_object(self, obj: AIModel) -> str:
@@ -73,4 +75,11 @@ class PublicModelSerializer(serializers.ModelSerializer):
             ):
                 sale[name] = sale_value
                 official[name] = list_value
+        if obj.per_image_by_option:
+            sale["per_image_by_option"] = obj.per_image_by_option
         return {"currency": "USD", "unit": "micro_usd", "sale": sale, "list": official}
+
+    def get_media(self, obj: AIModel) -> dict | None:
+        """What an image, video or audio model accepts (sizes, durations, voices, ...); null for others."""
+        options = {k: v for k, v in (obj.media_options or {}).items() if k != "input_names"}
+        return options or None

@@ -249,5 +249,8 @@ def test_price_migration_keeps_every_price_and_reverses():
     assert _sale_prices_in_db("gpt-4o")[:2] == (1_750_000, 7_000_000)
     assert _sale_prices_in_db("acme-unpriced")[:2] == (0, 0)  # 0 was the only "no price" before
     for model in AIModel.objects.all():
-        [change] = price_history(model=model)
-        assert (change.source, change.changed_by, change.prices) == ("migration", None, model.prices())
+        history = price_history(model=model)
+        # One entry per model (0007), and one more where 0008 added prices by option (dall-e-3, ...).
+        assert len(history) == (2 if model.per_image_by_option else 1)
+        assert {(change.source, change.changed_by) for change in history} == {("migration", None)}
+        assert history[0].prices == model.prices()
