@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from accounts.limits import BUCKET_CHAT, rate_limit_hit
 from accounts.services import AuthenticatedKey, KeyRejected, api_key_authenticate
-from billing.pricing import charged_prices, cost_fields, max_token_cost, token_cost, usd_text
+from billing.pricing import MediaCharge, charged_prices, cost_fields, max_token_cost, token_cost, usd_text
 from billing.services import (
     Budget,
     BudgetExceeded,
@@ -371,6 +371,23 @@ def hold_for_call(ctx: CallContext, body, *, output_tokens: int | None = None, i
             output_tokens = min(requested, output_tokens) if model.max_output_tokens else requested
         output_tokens *= requested_choices(body)
     amount = max_token_cost(model=model, input_tokens=input_tokens, output_tokens=output_tokens)
+    hold_money(
+        ctx,
+        amount,
+        detail=f" ({input_tokens} input tokens estimated, up to {output_tokens} output tokens). "
+        "Add credit, or lower max_tokens.",
+    )
+
+
+def hold_money(ctx: CallContext, amount: int, *, detail: str = ".", expires_in_seconds: float | None = None) -> None:
+    """Hold `amount` for the call (ctx.hold), or answer 402; a no-op for postpaid keys without a budget.
+
+    `detail` ends the 402's message (what the amount is made of);
+    `expires_in_seconds` outlives calls longer than the default (media jobs).
+    """
+    key = ctx.key
+    if not key.prepaid and key.spend_limit_micro_usd is None:
+        return
     budget = None
     if key.spend_limit_micro_usd is not None:
         budget = Budget(limit_micro_usd=key.spend_limit_micro_usd, period=key.spend_limit_period)
@@ -382,12 +399,12 @@ def hold_for_call(ctx: CallContext, body, *, output_tokens: int | None = None, i
             amount_micro_usd=amount,
             charges_balance=key.prepaid,
             budget=budget,
+            expires_in_seconds=expires_in_seconds,
         )
     except InsufficientBalance as short:
         raise PaymentRequired(
             f"Your balance is too low for this call: ${usd_text(max(0, short.available_micro_usd))} available, "
-            f"and the call may cost up to ${usd_text(amount)} ({input_tokens} input tokens estimated, "
-            f"up to {output_tokens} output tokens). Add credit, or lower max_tokens.",
+            f"and the call may cost up to ${usd_text(amount)}{detail}",
         ) from None
     except BudgetExceeded as over:
         period = {"day": "daily", "month": "monthly", "total": "total"}[over.budget.period]
@@ -421,10 +438,10 @@ def release_unrecorded(ctx: CallContext) -> None:
         logger.exception("could not release the hold of %s; the sweeper will", ctx.request_id)
 
 
-def raise_if_limited(limit) -> None:
+def raise_if_limited(limit, *, bucket: str = "chat") -> None:
     if limit.limited:
         raise RateLimited(
-            f"Rate limit reached: {limit.limit} chat requests per minute for this key. "
+            f"Rate limit reached: {limit.limit} {bucket} requests per minute for this key. "
             f"Retry after {limit.retry_after} s.",
             headers={"Retry-After": str(limit.retry_after)},
         )
@@ -526,15 +543,25 @@ def cost_fields_of(ctx: CallContext):
     return lambda usage: cost_fields(call_cost(ctx, usage))
 
 
-def _record(ctx: CallContext, *, usage: Usage | None = None, estimated: bool = False, **fields) -> int:
-    """Write the call's usage record and settle its hold (once per call); returns the cost."""
-    cost = call_cost(ctx, usage)
+def _record(
+    ctx: CallContext,
+    *,
+    usage: Usage | None = None,
+    estimated: bool = False,
+    media: MediaCharge | None = None,
+    **fields,
+) -> int:
+    """Write the call's usage record and settle its hold (once per call); returns the cost.
+
+    Token calls are priced from `usage`; media calls by their `media` charge (units × unit price).
+    """
+    cost = media.cost if media is not None else call_cost(ctx, usage)
     if ctx.recorded:
         logger.error("call %s was already recorded; not recording it twice", ctx.request_id)
         return cost
     usage = usage or Usage()
     try:
-        _usage_record(ctx, usage, cost, estimated, fields)
+        _usage_record(ctx, usage, cost, estimated, {**fields, "media": media})
     except Exception:
         # No record (the database is down or locked): give the hold back now rather than block the
         # account's money until the sweeper does; the error goes on to the caller (and the log).

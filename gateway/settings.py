@@ -37,6 +37,16 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from exc
 
 
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from exc
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
@@ -205,8 +215,32 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Generated media (images, videos, audio a task produced) are kept by Beluga and
+# served from its own signed, expiring URLs (gateway/media/storage.py): on the
+# local filesystem by default, in an S3-compatible bucket (django-storages)
+# when MEDIA_S3_BUCKET is set. Several instances need the bucket (or a shared
+# MEDIA_ROOT): a file written by a Celery worker is served by any web process.
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media")))
+MEDIA_S3_BUCKET = env_str("MEDIA_S3_BUCKET")
+if MEDIA_S3_BUCKET:
+    _media_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": MEDIA_S3_BUCKET,
+            "endpoint_url": env_str("MEDIA_S3_ENDPOINT_URL") or None,
+            "region_name": env_str("MEDIA_S3_REGION") or None,
+            "access_key": env_secret("MEDIA_S3_ACCESS_KEY_ID") or None,
+            "secret_key": env_secret("MEDIA_S3_SECRET_ACCESS_KEY") or None,
+            "default_acl": "private",
+            "querystring_auth": True,  # presigned, expiring URLs
+            "querystring_expire": env_int("BELUGA_MEDIA_URL_TTL_SECONDS", 86400),
+            "file_overwrite": False,
+        },
+    }
+else:
+    _media_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": MEDIA_ROOT}}
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _media_storage,
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG
@@ -283,6 +317,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 300.0,
         "options": {"expires": 290, "ignore_result": True},
     },
+    "gateway-media-tasks-resume": {
+        "task": "gateway.tasks.media_tasks_resume_task",
+        "schedule": 60.0,
+        "options": {"expires": 55, "ignore_result": True},
+    },
     "gateway-idempotency-keys-purge": {
         "task": "gateway.tasks.idempotency_keys_purge_task",
         "schedule": 3600.0,
@@ -336,6 +375,32 @@ BELUGA = {
     "RESERVATION_TIMEOUT_SECONDS": env_int("BELUGA_RESERVATION_TIMEOUT_SECONDS", 3600),
     # How long an Idempotency-Key is remembered per account (Stripe: 24 h).
     "IDEMPOTENCY_TTL_SECONDS": env_int("BELUGA_IDEMPOTENCY_TTL_SECONDS", 86400),
+    # Media. Links to generated files are signed and expire after this long
+    # (a new link comes with every read of the task).
+    "MEDIA_URL_TTL_SECONDS": env_int("BELUGA_MEDIA_URL_TTL_SECONDS", 86400),
+    # Results Beluga downloads from an upstream (its job's output URLs): size and time limits.
+    "MEDIA_FETCH_MAX_BYTES": env_int("BELUGA_MEDIA_FETCH_MAX_BYTES", 50 * 1024 * 1024),
+    "VIDEO_FETCH_MAX_BYTES": env_int("BELUGA_VIDEO_FETCH_MAX_BYTES", 1024 * 1024 * 1024),
+    "MEDIA_FETCH_TIMEOUT_SECONDS": env_int("BELUGA_MEDIA_FETCH_TIMEOUT_SECONDS", 120),
+    "VIDEO_FETCH_TIMEOUT_SECONDS": env_int("BELUGA_VIDEO_FETCH_TIMEOUT_SECONDS", 900),
+    # Where this deployment is reached (https://api.example.com), for media links made without a
+    # request at hand; links in API answers use the request's own host.
+    "PUBLIC_BASE_URL": env_str("BELUGA_PUBLIC_BASE_URL").rstrip("/"),
+    # POST /v1/images/generations waits this long for an async upstream's job,
+    # then answers 504 with the task id (the job goes on; GET /v1/images/tasks/{id}).
+    "IMAGE_WAIT_SECONDS": env_int("BELUGA_IMAGE_WAIT_SECONDS", 120),
+    # An upstream job still unfinished this long after it was submitted has failed.
+    "IMAGE_JOB_DEADLINE_SECONDS": env_int("BELUGA_IMAGE_JOB_DEADLINE_SECONDS", 900),
+    "VIDEO_JOB_DEADLINE_SECONDS": env_int("BELUGA_VIDEO_JOB_DEADLINE_SECONDS", 3600),
+    # Polling an upstream job: the first wait, then doubling up to the longest.
+    "JOB_POLL_FIRST_SECONDS": env_float("BELUGA_JOB_POLL_FIRST_SECONDS", 1.0),
+    "JOB_POLL_MAX_SECONDS": env_float("BELUGA_JOB_POLL_MAX_SECONDS", 15.0),
+    # Media tasks go to this Celery queue (empty: the default one), so that polling can have
+    # workers of its own; a worker holds a task this long per step before another may take it.
+    "MEDIA_TASK_QUEUE": env_str("BELUGA_MEDIA_TASK_QUEUE"),
+    "MEDIA_TASK_LEASE_SECONDS": env_int("BELUGA_MEDIA_TASK_LEASE_SECONDS", 120),
+    # Audio uploads for transcription: bigger ones are refused before they are read.
+    "TRANSCRIPTION_MAX_BYTES": env_int("BELUGA_TRANSCRIPTION_MAX_BYTES", 25 * 1024 * 1024),
 }
 
 LOGGING = {

@@ -8,7 +8,9 @@ their providers and this process only serves the demo model.
 
     python -m gateway.simulator --host 127.0.0.1 --port 8001
 
-Endpoints: POST /v1/chat/completions (stream and not), GET /v1/models.
+Endpoints: POST /v1/chat/completions (stream and not), POST /v1/images/generations
+(a small generated PNG per image, as OpenAI's b64_json: the demo image model
+`beluga-demo-image`), GET /v1/models.
 Usage is counted as about one token per four characters. Standard library only
 (no Django), so it starts in a blink and can run anywhere.
 """
@@ -16,10 +18,14 @@ Usage is counted as about one token per four characters. Standard library only
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
+import struct
 import sys
 import time
 import uuid
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 NAME = "Beluga local simulator"
@@ -27,6 +33,26 @@ MODEL_ID = "beluga-simulator"
 _STARTED = int(time.time())
 _MAX_BODY = 20 * 1024 * 1024
 _QUESTION_CHARS = 200
+
+
+def demo_png(seed: str, size: int = 64) -> bytes:
+    """A size × size PNG: a diagonal gradient in colours taken from `seed` (so each prompt looks its own)."""
+    digest = hashlib.sha256(seed.encode()).digest()
+    start, end = digest[:3], digest[3:6]
+    rows = []
+    for y in range(size):
+        row = bytearray(b"\x00")  # filter: none
+        for x in range(size):
+            t = (x + y) / (2 * size - 2)
+            row += bytes(int(a + (b - a) * t) for a, b in zip(start, end, strict=True))
+        rows.append(bytes(row))
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"".join(rows))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
 
 
 def count_tokens(text: str) -> int:
@@ -103,6 +129,9 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         body = self._read_json()
         if body is None:
             return
+        if path == "/v1/images/generations":
+            self._images(body)
+            return
         if path != "/v1/chat/completions":
             self._send_error(404, f"Unknown path {path} on the {NAME}.", "invalid_request_error", "not_found")
             return
@@ -111,6 +140,17 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self._send_error(400, "'messages' must be a non-empty array of messages.", param="messages")
             return
         self._chat(body, messages)
+
+    # --- images -----------------------------------------------------------
+
+    def _images(self, body: dict) -> None:
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str) or not prompt:
+            self._send_error(400, "'prompt' is required.", param="prompt")
+            return
+        n = body.get("n") if isinstance(body.get("n"), int) else 1
+        data = [{"b64_json": base64.b64encode(demo_png(f"{prompt}:{i}")).decode()} for i in range(max(1, min(n, 4)))]
+        self._send_json(200, {"created": int(time.time()), "data": data})
 
     # --- chat ------------------------------------------------------------
 

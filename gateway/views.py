@@ -14,6 +14,8 @@ from gateway.embeddings import embeddings_call
 from gateway.errors import MethodNotAllowed, NotFound
 from gateway.gemini_models import gemini_model_get, gemini_models_page
 from gateway.idempotency import idempotent
+from gateway.media import audio, images
+from gateway.media import videos as videos_api
 
 
 def _post_only(request: HttpRequest) -> None:
@@ -64,6 +66,78 @@ def responses(request: HttpRequest) -> HttpResponse:
 def embeddings(request: HttpRequest) -> HttpResponse:
     _post_only(request)
     return embeddings_call(request)
+
+
+@csrf_exempt
+@idempotent
+def images_generations(request: HttpRequest) -> HttpResponse:
+    _post_only(request)
+    return images.images_generate(request)
+
+
+@csrf_exempt
+def images_edits(request: HttpRequest) -> HttpResponse:
+    _post_only(request)
+    return images.images_edit(request)
+
+
+def image_task(request: HttpRequest, task_id: str) -> HttpResponse:
+    _get_only(request)
+    return images.image_task(request, task_id)
+
+
+@csrf_exempt
+def videos(request: HttpRequest) -> HttpResponse:
+    """POST creates a video (OpenAI's shape); GET lists the account's."""
+    if request.method == "GET":
+        return videos_api.videos_list(request)
+    _post_only(request)
+    return _videos_create(request)
+
+
+@csrf_exempt
+def videos_generations(request: HttpRequest) -> HttpResponse:
+    _post_only(request)
+    return _videos_create(request)
+
+
+@idempotent
+def _videos_create(request: HttpRequest) -> HttpResponse:
+    return videos_api.videos_create(request)
+
+
+@csrf_exempt
+def video_detail(request: HttpRequest, video_id: str) -> HttpResponse:
+    if request.method == "DELETE":
+        return videos_api.video_delete(request, video_id)
+    _get_only(request)
+    return videos_api.video_get(request, video_id)
+
+
+def video_content(request: HttpRequest, video_id: str) -> HttpResponse:
+    _get_only(request)
+    return videos_api.video_content(request, video_id)
+
+
+@csrf_exempt
+@idempotent
+def audio_speech(request: HttpRequest) -> HttpResponse:
+    _post_only(request)
+    return audio.speech_call(request)
+
+
+@csrf_exempt
+def audio_transcriptions(request: HttpRequest) -> HttpResponse:
+    # Not @idempotent: its request fingerprint reads the whole body, and an upload over the limit
+    # must be refused from its Content-Length before anything reads it.
+    _post_only(request)
+    return audio.transcription_call(request)
+
+
+@csrf_exempt
+def audio_translations(request: HttpRequest) -> HttpResponse:
+    _post_only(request)
+    return audio.transcription_call(request, translate=True)
 
 
 GEMINI_ACTIONS = {"generateContent": False, "streamGenerateContent": True}

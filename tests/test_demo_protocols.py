@@ -69,3 +69,23 @@ def test_responses_to_the_demo_model(client, raw_key, demo):
     assert response.status_code == 200, response.content
     answer = json.loads(response.content)
     assert answer["status"] == "completed" and answer["output"][-1]["content"][0]["text"]
+
+
+def test_the_demo_image_model_makes_an_image(client, raw_key, demo):
+    body = {"model": "beluga-demo-image", "prompt": "A beluga", "size": "16:9", "n": 2}
+    response = client.post(
+        "/v1/images/generations",
+        json.dumps(body),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {raw_key}",
+    )
+
+    assert response.status_code == 200, response.content
+    first, second = json.loads(response.content)["data"]
+    image = client.get(first["url"][first["url"].index("/v1/media/") :])
+    assert image["Content-Type"] == "image/png"
+    png = b"".join(image.streaming_content)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert png[16:24] == b"\x00\x00\x00\x40\x00\x00\x00\x40"  # IHDR: 64 × 64
+    assert first["url"] != second["url"]
+    assert response["X-Request-Cost-Micro-Usd"] == "2000"

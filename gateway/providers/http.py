@@ -54,6 +54,23 @@ def post(
     return session.send(request, stream=stream, timeout=timeout, allow_redirects=False)
 
 
+def send(
+    *,
+    session: requests.Session,
+    method: str,
+    url: str,
+    headers: dict,
+    timeout,
+    data: bytes | dict | None = None,
+    files: list | None = None,
+    stream: bool = False,
+) -> requests.Response:
+    """Any method, with a multipart body when `files` is given (media uploads); same rules as `post`."""
+    request = requests.PreparedRequest()
+    request.prepare(method=method, url=url, headers={"User-Agent": USER_AGENT, **headers}, data=data, files=files)
+    return session.send(request, stream=stream, timeout=timeout, allow_redirects=False)
+
+
 def iter_sse_data(response: requests.Response):
     """Yield the `data:` payload (bytes) of each server-sent event as it arrives.
 

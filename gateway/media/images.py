@@ -1,0 +1,466 @@
+"""POST /v1/images/generations and /v1/images/edits; GET /v1/images/tasks/{id}.
+
+Every call is a MediaTask that holds its money and ends once (gateway/media/jobs.py):
+
+- OpenAI and Gemini upstreams answer at once: the request runs the call itself.
+- Prediction upstreams are jobs: a Celery worker submits and polls them
+  (gateway/media/runner.py) while the request waits up to IMAGE_WAIT_SECONDS
+  ("transparent async"); past that it answers 504 with the task's id, and the
+  job goes on (GET /v1/images/tasks/{id}). `"async": true` or
+  `Prefer: respond-async` answers 202 with the task at once, whatever the upstream.
+
+Results are stored by Beluga and handed out as its own signed, expiring URLs
+(or as b64_json): an upstream's URLs expire and name the upstream.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import orjson
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from accounts.limits import BUCKET_IMAGE, rate_limit_hit
+from billing.pricing import MediaCharge, image_charge, usd_text
+from catalog.models import Category
+from gateway.errors import ApiError, InvalidRequest, UpstreamError
+from gateway.media import jobs
+from gateway.media.fetch import MediaFetchError, media_fetch, media_from_base64
+from gateway.media.options import (
+    choice_for,
+    images_max,
+    input_name,
+    integer_in,
+    prompt_of,
+    size_for,
+    upload_size_check,
+)
+from gateway.media.state import JobState, json_object
+from gateway.media.storage import media_open, media_save, media_url
+from gateway.models import MediaTask
+from gateway.pipeline import (
+    COST_HEADER,
+    CallContext,
+    Inbound,
+    authenticate,
+    hold_money,
+    model_and_route,
+    parse_json_body,
+    raise_if_limited,
+    release_db_connection,
+    release_unrecorded,
+)
+from gateway.protocols import with_route_params
+from gateway.providers import openai_media
+
+IMAGES = Inbound(None, "openai.images", "images/generations")
+IMAGE_EDITS = Inbound(None, "openai.images", "images/edits")
+IMAGE_CATEGORIES = frozenset({Category.IMAGE})
+# Upstream kinds that answer an image request at once (the others are jobs).
+ANSWER_AT_ONCE = frozenset({"openai", "gemini"})
+MEDIA_KINDS = frozenset({"openai", "gemini", "predictions"})
+RESPONSE_FORMATS = ("url", "b64_json")
+# Parameters Beluga reads; any other is passed to the upstream as it is.
+KNOWN_PARAMS = frozenset({"model", "prompt", "n", "size", "quality", "style", "response_format", "user", "async"})
+DEFAULT_QUALITIES = ("standard", "auto")
+
+
+class GenerationPending(ApiError):
+    """The job outlived the wait: 504 with the task's id, to fetch it later."""
+
+    status = 504
+    type = "timeout_error"
+    code = "generation_pending"
+
+    def __init__(self, message: str, *, task_id: str) -> None:
+        super().__init__(message, headers={"X-Beluga-Task-Id": task_id})
+        self.task_id = task_id
+
+    def body(self) -> dict:
+        body = super().body()
+        body["error"]["task_id"] = self.task_id
+        return body
+
+
+# --- reading the request --------------------------------------------------------------------
+
+
+def _read(body, model, *, edits: bool = False) -> dict:
+    """The request's options, checked against the model: a 400 naming the first bad one."""
+    prompt = prompt_of(body)
+    n = integer_in(body.get("n"), param="n", low=1, high=images_max(model), default=1)
+    size = size_for(model, body.get("size"))
+    quality = choice_for(
+        model, body.get("quality"), param="quality", option="qualities", default_accepted=DEFAULT_QUALITIES
+    )
+    style = choice_for(model, body.get("style"), param="style", option="styles")
+    response_format = body.get("response_format") or "url"
+    if response_format not in RESPONSE_FORMATS:
+        raise InvalidRequest(
+            f"Invalid 'response_format': {response_format!r}. Use url or b64_json.", param="response_format"
+        )
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise InvalidRequest("Invalid 'user': expected a string.", param="user")
+    if edits and not model.media_options.get("edits"):
+        raise InvalidRequest(
+            f"The model '{model.slug}' does not edit images.", param="model", code="model_not_supported"
+        )
+    extra = {k: v for k, v in body.items() if k not in KNOWN_PARAMS}
+    return {
+        "prompt": prompt,
+        "n": n,
+        "size": size,
+        "quality": quality,
+        "style": style,
+        "response_format": response_format,
+        "user": user or "",
+        "extra": extra,
+    }
+
+
+def _wants_async(request: HttpRequest, body: dict) -> bool:
+    prefer = request.headers.get("Prefer", "").lower()
+    return body.get("async") is True or "respond-async" in prefer
+
+
+def _model_slug(body) -> str:
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    slug = body.get("model")
+    if not isinstance(slug, str) or not slug:
+        raise InvalidRequest("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+    return slug
+
+
+# --- the endpoints -------------------------------------------------------------------------
+
+
+def images_generate(request: HttpRequest) -> HttpResponse:
+    started = time.perf_counter()
+    key = authenticate(request)
+    release_db_connection()
+    limit = rate_limit_hit(request=request, key=key, bucket=BUCKET_IMAGE)
+    try:
+        raise_if_limited(limit, bucket="image")
+        body = parse_json_body(request)
+        model, route = model_and_route(_model_slug(body), categories=IMAGE_CATEGORIES, served="image", key=key)
+        options = _read(body, model)
+        response = _generate(request, key, model, route, options, started, wants_async=_wants_async(request, body))
+    except ApiError as error:
+        error.headers = {**limit.headers(), **error.headers}
+        raise
+    for name, value in limit.headers().items():
+        response[name] = value
+    return response
+
+
+def _generate(request, key, model, route, options: dict, started: float, *, wants_async: bool, inbound=IMAGES):
+    if route.kind not in MEDIA_KINDS:
+        raise UpstreamError(f"'{model.slug}' is routed to an upstream that does not make images.", status=503)
+    charge = image_charge(model, images=options["n"], size=options["size"], quality=options["quality"])
+    ctx = CallContext(request.request_id, started, key, inbound, model, route, False, len(options["prompt"]))
+    limits = settings.BELUGA
+    hold_money(
+        ctx,
+        charge.cost,
+        detail=f" ({charge.units} image{'s' if charge.units != 1 else ''} at ${usd_text(charge.unit_price)}).",
+        expires_in_seconds=limits["IMAGE_JOB_DEADLINE_SECONDS"] + 600,
+    )
+    run_in_request = route.kind in ANSWER_AT_ONCE and not wants_async
+    params = {
+        **{k: v for k, v in options.items() if k != "files"},
+        "charge": jobs.charge_params(charge),
+        "endpoint": inbound.endpoint,
+        "protocol": inbound.protocol,
+        "run_in": "request" if run_in_request else "worker",
+    }
+    try:
+        task = jobs.task_create(
+            kind=MediaTask.Kind.IMAGE,
+            user_id=key.user_id,
+            api_key_id=key.key_id,
+            request_id=ctx.request_id,
+            model=model,
+            route=route,
+            params=params,
+            hold=ctx.hold,
+            charges_balance=key.prepaid,
+            status=MediaTask.Status.IN_PROGRESS if run_in_request else MediaTask.Status.QUEUED,
+            deadline_seconds=limits["IMAGE_JOB_DEADLINE_SECONDS"],
+            run_in_request=run_in_request,
+        )
+    except BaseException:
+        release_unrecorded(ctx)
+        raise
+    # From here the task owns the hold: it is settled or given back when the task ends.
+    if options.get("files"):
+        jobs.task_update(task, params={**task.params, "inputs": options["files"]})
+    if run_in_request:
+        release_db_connection()
+        try:
+            run_now(task, route, model)
+        except BaseException:
+            if not task.billed:  # a bug or a lost database, not an upstream answer: still end the task
+                jobs.task_fail(task, code="internal_error", message="Beluga failed while making the image.")
+            raise
+        return images_response(task, request)
+    jobs.task_enqueue(task)
+    if wants_async:
+        return JsonResponse(task_body(task, request), status=202)
+    finished = wait_for(task, settings.BELUGA["IMAGE_WAIT_SECONDS"])
+    if finished is None:
+        raise GenerationPending(
+            f"The image is still being generated. Fetch it with GET /v1/images/tasks/{task.public_id} "
+            "(it stays available; you are charged only when it completes).",
+            task_id=task.public_id,
+        )
+    return images_response(finished, request)
+
+
+def images_edit(request: HttpRequest) -> HttpResponse:
+    """Multipart: image (or image[]), optional mask, prompt, and the generation options."""
+    started = time.perf_counter()
+    key = authenticate(request)
+    release_db_connection()
+    limit = rate_limit_hit(request=request, key=key, bucket=BUCKET_IMAGE)
+    try:
+        raise_if_limited(limit, bucket="image")
+        if not request.content_type.startswith("multipart/form-data"):
+            raise InvalidRequest("Send images/edits as multipart/form-data (image, prompt, model).")
+        upload_size_check(request)
+        fields = {name: request.POST.get(name) for name in request.POST}
+        if "n" in fields and fields["n"] is not None:
+            fields["n"] = integer_in(fields["n"], param="n", low=1, high=10, default=1)
+        model, route = model_and_route(_model_slug(fields), categories=IMAGE_CATEGORIES, served="image", key=key)
+        options = _read(fields, model, edits=True)
+        uploads = request.FILES.getlist("image") or request.FILES.getlist("image[]")
+        if not uploads:
+            raise InvalidRequest("Missing required parameter: 'image'.", param="image")
+        stored = []
+        for i, upload in enumerate(uploads):
+            stored.append(_stored_upload(upload, param=f"image[{i}]" if len(uploads) > 1 else "image"))
+        mask = request.FILES.get("mask")
+        options["files"] = {"image": stored, "mask": _stored_upload(mask, param="mask") if mask else None}
+        response = _generate(request, key, model, route, options, started, wants_async=False, inbound=IMAGE_EDITS)
+    except ApiError as error:
+        error.headers = {**limit.headers(), **error.headers}
+        raise
+    for name, value in limit.headers().items():
+        response[name] = value
+    return response
+
+
+def _stored_upload(upload, *, param: str) -> dict:
+    try:
+        fetched = media_from_base64(base64.b64encode(upload.read()).decode(), kind="image")
+    except MediaFetchError:
+        raise InvalidRequest(f"Invalid '{param}': expected a PNG, JPEG, WebP or GIF image.", param=param) from None
+    with fetched.file:
+        saved = media_save(data=fetched.file, content_type=fetched.content_type, prefix="inputs")
+    return {"name": saved.name, "content_type": saved.content_type, "filename": upload.name or "image.png"}
+
+
+def image_task(request: HttpRequest, task_id: str) -> HttpResponse:
+    """GET /v1/images/tasks/{id}: the task, with its images once completed."""
+    key = authenticate(request)
+    release_db_connection()
+    task = jobs.task_get(user_id=key.user_id, public_id=task_id, kinds=(MediaTask.Kind.IMAGE,))
+    return JsonResponse(task_body(task, request))
+
+
+# --- waiting for a worker -------------------------------------------------------------------
+
+
+def wait_for(task: MediaTask, seconds: float) -> MediaTask | None:
+    """Wait for a worker to end the task; None when `seconds` pass first. Holds no database connection."""
+    deadline = time.monotonic() + seconds
+    pause = 0.05
+    while True:
+        current = MediaTask.objects.get(pk=task.pk)
+        release_db_connection()
+        if current.finished:
+            return current
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 1.5, 0.5)
+
+
+# --- answers -----------------------------------------------------------------------------------
+
+
+def task_body(task: MediaTask, request: HttpRequest) -> dict:
+    body = {
+        "id": task.public_id,
+        "object": "image.task",
+        "model": task.model,
+        "status": task.status,
+        "progress": task.progress,
+        "created_at": int(task.created_at.timestamp()),
+        "completed_at": int(task.completed_at.timestamp()) if task.completed_at else None,
+        "error": {"code": task.error_code, "message": task.error_message} if task.error_code else None,
+    }
+    if task.status == MediaTask.Status.COMPLETED:
+        body["data"] = _images_data(task, request)
+        body["cost"] = usd_text(task.cost_micro_usd)
+        body["cost_micro_usd"] = task.cost_micro_usd
+    return body
+
+
+def _images_data(task: MediaTask, request: HttpRequest) -> list[dict]:
+    b64 = task.params.get("response_format") == "b64_json"
+    data = []
+    for result in task.results:
+        if b64:
+            with media_open(result["name"]) as handle:
+                item = {"b64_json": base64.b64encode(handle.read()).decode()}
+        else:
+            item = {"url": media_url(name=result["name"], request=request)}
+        if result.get("revised_prompt"):
+            item["revised_prompt"] = result["revised_prompt"]
+        data.append(item)
+    return data
+
+
+def images_response(task: MediaTask, request: HttpRequest) -> HttpResponse:
+    """OpenAI's ImagesResponse for a task that ended; a failed one raises its error."""
+    if task.status != MediaTask.Status.COMPLETED:
+        raise task_error(task)
+    body = {"created": int(task.created_at.timestamp()), "data": _images_data(task, request), "task_id": task.public_id}
+    for name in ("size", "quality"):
+        if task.params.get(name):
+            body[name] = task.params[name]
+    response = HttpResponse(orjson.dumps(body), content_type="application/json")
+    response[COST_HEADER] = str(task.cost_micro_usd)
+    return response
+
+
+def task_error(task: MediaTask) -> ApiError:
+    """The client's error for a task that failed (its status kept from the upstream's answer)."""
+    status = int(task.params.get("error_status", 502))
+    if status == 400:
+        return InvalidRequest(task.error_message or "The model provider refused the request.", code=task.error_code)
+    if status == 429:
+        return ApiError(task.error_message, status=429, type="rate_limit_error", code=task.error_code)
+    return UpstreamError(task.error_message or "The image could not be generated.", status=502, code=task.error_code)
+
+
+# --- making the images (in the request, or in a worker) -------------------------------------------
+
+
+def run_now(task: MediaTask, route, model) -> None:
+    """Make the images of an at-once upstream (OpenAI, Gemini) and end the task."""
+    try:
+        if route.kind == "openai":
+            fetched = _openai_images(task, route, model)
+        else:
+            from gateway.media.gemini_images import gemini_images
+
+            fetched = gemini_images(task, route, model)
+    except ApiError as error:
+        fail_from_error(task, error)
+        raise
+    finish(task, route, model, JobState(status=MediaTask.Status.COMPLETED, outputs=fetched))
+
+
+def fail_from_error(task: MediaTask, error: ApiError) -> None:
+    jobs.task_update(task, params={**task.params, "error_status": error.status})
+    jobs.task_fail(task, code=error.code or error.type, message=error.message, status_code=error.status)
+
+
+def _openai_images(task: MediaTask, route, model) -> list:
+    params = task.params
+    files = params.get("inputs")
+    body = {"model": route.upstream_model, "prompt": params["prompt"], "n": params["n"], **params.get("extra", {})}
+    for name in ("size", "quality", "style", "user"):
+        if params.get(name):
+            body[name] = params[name]
+    body = with_route_params(route.params, body)
+    if files:
+        fields = {k: str(v) if not isinstance(v, str) else v for k, v in body.items() if v is not None}
+        field = "image[]" if len(files["image"]) > 1 else "image"
+        upload = [(field, (f["filename"], media_open(f["name"]), f["content_type"])) for f in files["image"]]
+        if files.get("mask"):
+            mask = files["mask"]
+            upload.append(("mask", (mask["filename"], media_open(mask["name"]), mask["content_type"])))
+        try:
+            response = openai_media.images_edit(route, fields, upload, request_id=task.request_id)
+        finally:
+            for _, (_, handle, _) in upload:
+                handle.close()
+    else:
+        response = openai_media.images_generate(route, body, request_id=task.request_id)
+    if response.status_code != 200:
+        raise openai_media.read_error(route, response)
+    items = json_object(response.content).get("data")
+    if not isinstance(items, list):
+        raise UpstreamError("The model provider sent an unreadable answer.", status=502)
+    outputs = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        if isinstance(item.get("b64_json"), str):
+            outputs.append({"b64": item["b64_json"], "revised_prompt": item.get("revised_prompt")})
+        elif isinstance(item.get("url"), str):
+            outputs.append({"url": item["url"], "revised_prompt": item.get("revised_prompt")})
+    return outputs
+
+
+def finish(task: MediaTask, route, model, state: JobState, *, kind: str = "image", headers: dict | None = None) -> None:
+    """Store a finished job's outputs and end the task, charged for what came back."""
+    stored = []
+    try:
+        for output in state.outputs:
+            item = output if isinstance(output, dict) else {"url": output}
+            if "b64" in item:
+                fetched = media_from_base64(item["b64"], kind=kind)
+            else:
+                fetched = media_fetch(
+                    item["url"],
+                    kind=kind,
+                    upstream_base_url=route.base_url,
+                    headers=headers,
+                    timeout=settings.BELUGA["VIDEO_FETCH_TIMEOUT_SECONDS"] if kind == "video" else None,
+                )
+            with fetched.file:
+                saved = media_save(data=fetched.file, content_type=fetched.content_type, prefix=f"{kind}s")
+            result = {"name": saved.name, "content_type": saved.content_type, "size": saved.size}
+            if item.get("revised_prompt"):
+                result["revised_prompt"] = item["revised_prompt"]
+            stored.append(result)
+    except MediaFetchError as error:
+        jobs.task_fail(task, code="upstream_result_unusable", message=str(error))
+        raise UpstreamError(str(error), status=502, code="upstream_result_unusable") from None
+    if not stored:
+        jobs.task_fail(task, code="upstream_no_output", message="The model provider returned no image.")
+        raise UpstreamError("The model provider returned no image.", status=502, code="upstream_no_output")
+    charge: MediaCharge = jobs.charge_of(task, units=len(stored) if kind == "image" else None)
+    jobs.task_complete(task, results=stored, charge=charge)
+
+
+def prediction_inputs(task: MediaTask, route, model) -> dict:
+    """A prediction's `input` for an image task: prompt, aspect ratio, count, and what the client added."""
+    params = task.params
+    inputs = {"prompt": params["prompt"], **params.get("extra", {})}
+    size = params.get("size")
+    if size and "x" in size:
+        inputs[input_name(model, "size")] = size
+    elif size:
+        inputs[input_name(model, "aspect_ratio")] = size
+    if params.get("n", 1) > 1:
+        inputs[input_name(model, "num_outputs")] = params["n"]
+        if input_name(model, "n") != "n":
+            inputs[input_name(model, "n")] = params["n"]
+            inputs.pop("num_outputs", None)
+    if params.get("quality"):
+        inputs[input_name(model, "quality")] = params["quality"]
+    files = params.get("inputs")
+    if files and files.get("image"):
+        first = files["image"][0]
+        with media_open(first["name"]) as handle:
+            encoded = base64.b64encode(handle.read()).decode()
+        inputs[input_name(model, "image")] = f"data:{first['content_type']};base64,{encoded}"
+    return with_route_params(route.params, inputs)
