@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from catalog.selectors import ModelInfo
 
 TOKENS_PER_PRICE_UNIT = 1_000_000
+_SIZE_OPTION = re.compile(r"^\d+(x|:)\d+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,21 @@ def image_unit_price(model: ModelInfo, *, size: str = "", quality: str = "") -> 
         if isinstance(price, int) and not isinstance(price, bool):
             return price
     return model.per_image
+
+
+def _is_size(option: str) -> bool:
+    return bool(_SIZE_OPTION.match(option))
+
+
+def image_unit_price_max(model: ModelInfo, *, size: str = "") -> int:
+    """The dearest per-image price at this size, whatever the quality: the hold when the
+    upstream picks the quality itself (`auto`), charged afterwards at the quality it reports."""
+    prices = [model.per_image]
+    for option, price in model.per_image_by_option.items():
+        head, slash, _ = option.partition("/")
+        if (slash and head == size) or (not slash and (option == size or not _is_size(option))):
+            prices.append(price)
+    return max(prices)
 
 
 def image_charge(model: ModelInfo, *, images: int, size: str = "", quality: str = "") -> MediaCharge:

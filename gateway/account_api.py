@@ -87,6 +87,10 @@ def generation_json(record: UsageRecord) -> dict:
             "cached_input": record.cached_input_price_per_1m,
             "cache_write": record.cache_write_price_per_1m,
         },
+        # Media calls: what was charged per unit (image, video_second, character, audio_second).
+        "media": {"unit": record.media_unit, "units": record.media_units, "unit_price": record.media_unit_price}
+        if record.media_unit
+        else None,
         "latency": record.latency_ms,
         "generation_time": record.upstream_latency_ms,
         "latency_ms": record.latency_ms,

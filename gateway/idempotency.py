@@ -21,7 +21,8 @@ second, billed, model call:
   400, a 404 model), as Stripe does; EXCEPT answers a retry should re-run
   because nothing billable happened or the failure was transient: 5xx (the
   provider failed, timed out, or Beluga had a bug), 429 (a rate limit) and 402
-  (no balance: the account may top up and retry). Those release the key (the row
+  (no balance: the account may top up and retry), but for a 504 naming a media
+  task that is still running (its retry gets the same task). Those release the key (the row
   is deleted), so the client retries with the same key. A failed upstream call is
   recorded at no cost, so a released retry still bills once. An exception the
   view does not turn into an ApiError (a bug, or an answer orjson cannot write;
@@ -65,7 +66,13 @@ logger = logging.getLogger("beluga.gateway")
 META_KEY = "HTTP_IDEMPOTENCY_KEY"  # the `Idempotency-Key` header as WSGI names it
 REPLAYED = "Idempotent-Replayed"
 ORIGINAL_REQUEST_ID = "X-Beluga-Original-Request-Id"
-REPLAYED_HEADERS = ("X-Request-Cost-Micro-Usd", "X-Beluga-Dropped-Params", "X-Beluga-Token-Count")
+REPLAYED_HEADERS = (
+    "X-Request-Cost-Micro-Usd",
+    "X-Beluga-Dropped-Params",
+    "X-Beluga-Token-Count",
+    "X-Beluga-Task-Id",
+    "x-should-retry",
+)
 MAX_KEY_LENGTH = 255
 DEFAULT_TTL_SECONDS = 24 * 60 * 60
 # Longer than a non-streamed call runs: it waits on its upstream for the read timeout (600 s by default).
@@ -125,7 +132,8 @@ def idempotent_call(request: HttpRequest, *, key: str, call: Callable[[], HttpRe
         # A bug (the middleware answers 500) or the worker stopping: a retry should run again.
         _quietly(idempotency_release, row=row)
         raise
-    if releases_key(response.status_code):
+    # A 504 naming a media task still running is an answer: a retry with the key gets the same task.
+    if releases_key(response.status_code) and not response.has_header("X-Beluga-Task-Id"):
         _quietly(idempotency_release, row=row)
     else:
         _quietly(idempotency_finish, row=row, response=response)

@@ -231,8 +231,11 @@ if MEDIA_S3_BUCKET:
             "region_name": env_str("MEDIA_S3_REGION") or None,
             "access_key": env_secret("MEDIA_S3_ACCESS_KEY_ID") or None,
             "secret_key": env_secret("MEDIA_S3_SECRET_ACCESS_KEY") or None,
-            "default_acl": "private",
+            # No ACL sent: buckets with ACLs disabled (AWS's default) refuse any other than the
+            # owner's, and objects stay private either way; links are presigned.
             "querystring_auth": True,  # presigned, expiring URLs
+            # SigV4: botocore presigns with the retired SigV2 in older regions (us-east-1...) unless told.
+            "signature_version": "s3v4",
             "querystring_expire": env_int("BELUGA_MEDIA_URL_TTL_SECONDS", 86400),
             "file_overwrite": False,
         },

@@ -14,7 +14,7 @@ from gateway.embeddings import embeddings_call
 from gateway.errors import MethodNotAllowed, NotFound
 from gateway.gemini_models import gemini_model_get, gemini_models_page
 from gateway.idempotency import idempotent
-from gateway.media import audio, images
+from gateway.media import images, speech, transcriptions
 from gateway.media import videos as videos_api
 
 
@@ -123,7 +123,7 @@ def video_content(request: HttpRequest, video_id: str) -> HttpResponse:
 @idempotent
 def audio_speech(request: HttpRequest) -> HttpResponse:
     _post_only(request)
-    return audio.speech_call(request)
+    return speech.speech_call(request)
 
 
 @csrf_exempt
@@ -131,13 +131,13 @@ def audio_transcriptions(request: HttpRequest) -> HttpResponse:
     # Not @idempotent: its request fingerprint reads the whole body, and an upload over the limit
     # must be refused from its Content-Length before anything reads it.
     _post_only(request)
-    return audio.transcription_call(request)
+    return transcriptions.transcription_call(request)
 
 
 @csrf_exempt
 def audio_translations(request: HttpRequest) -> HttpResponse:
     _post_only(request)
-    return audio.transcription_call(request, translate=True)
+    return transcriptions.transcription_call(request, translate=True)
 
 
 GEMINI_ACTIONS = {"generateContent": False, "streamGenerateContent": True}

@@ -7,6 +7,7 @@ Redis when REDIS_URL is set, the embedded filesystem transport otherwise, as `ma
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -70,6 +71,17 @@ def _media_worker():
 
 @pytest.fixture
 def media_worker(transactional_db, _media_worker, settings):
-    """A real Celery worker (in this process) moving media tasks, polling the fake every 50-200 ms."""
+    """A real Celery worker (in this process) moving media tasks, polling the fake every 50-200 ms.
+
+    At the end of the test every task it could still move is ended: the worker outlives the test,
+    and a task ending during the next test's table flush would deadlock with it (PostgreSQL)."""
+    from gateway.media.jobs import OPEN_STATUSES, task_cancel
+    from gateway.models import MediaTask
+
     settings.BELUGA = {**settings.BELUGA, "JOB_POLL_FIRST_SECONDS": 0.05, "JOB_POLL_MAX_SECONDS": 0.2}
-    return _media_worker
+    yield _media_worker
+    deadline = time.monotonic() + 5
+    while MediaTask.objects.filter(status__in=OPEN_STATUSES).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for task in MediaTask.objects.filter(status__in=OPEN_STATUSES):
+        task_cancel(task)

@@ -23,8 +23,9 @@ from django.db import close_old_connections
 from django.test import RequestFactory
 
 from billing.models import Balance, LedgerEntry, Reservation, UsageRecord
-from gateway.media.audio import SpeechStreamBroken, held_seconds
+from gateway.media.speech import SpeechStreamBroken
 from gateway.media.storage import media_open
+from gateway.media.transcriptions import held_seconds
 from gateway.models import MediaTask
 from tests.fake_media import DEFAULT_TRANSCRIPT, SPEECH_CONTENT_TYPES
 from tests.fixtures_gateway import error_of, wait_for_record

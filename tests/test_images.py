@@ -37,7 +37,12 @@ def gpt_image(media_route):
     return media_route(
         "img-gpt",
         upstream_model="gpt-image-1",
-        media_options={"sizes": GPT_IMAGE_SIZES, "max_n": 4, "qualities": ["low", "medium", "high"], "edits": True},
+        media_options={
+            "sizes": GPT_IMAGE_SIZES,
+            "max_n": 4,
+            "qualities": ["low", "medium", "high", "auto"],
+            "edits": True,
+        },
         per_image_by_option={"high": 3 * IMAGE_PRICE},
     )
 
@@ -92,6 +97,32 @@ def test_sdk_generates_an_image_served_from_belugas_own_signed_url(live_api, gpt
     assert Reservation.objects.get(request_id=record.request_id).state == Reservation.State.SETTLED
     task = MediaTask.objects.get(request_id=record.request_id)
     assert (task.status, task.billed, task.cost_micro_usd, len(task.results)) == ("completed", True, 2 * IMAGE_PRICE, 2)
+
+
+def test_generation_api_shows_the_media_charge(client, gpt_image, raw_key):
+    response = _post(client, raw_key, {"model": "img-gpt", "prompt": "x", "n": 3, "quality": "high"})
+    request_id = response["X-Request-Id"]
+
+    data = client.get(f"/v1/generation?id={request_id}", HTTP_AUTHORIZATION=f"Bearer {raw_key}").json()["data"]
+
+    assert data["media"] == {"unit": "image", "units": 3, "unit_price": 3 * IMAGE_PRICE}
+    assert data["cost_micro_usd"] == 9 * IMAGE_PRICE
+
+
+@pytest.mark.parametrize("quality", [None, "auto"])
+def test_a_quality_left_to_the_model_is_held_dear_and_charged_as_made(client, gpt_image, api_key, fake_media, quality):
+    key_row, raw_key = api_key
+    before = _balance(key_row.user_id)
+    body = {"model": "img-gpt", "prompt": "x", "n": 2} | ({"quality": quality} if quality else {})
+
+    response = _post(client, raw_key, body)
+
+    assert response.status_code == 200, response.content
+    # Held at the dearest quality ("high", 3x); the answer says it was made at "medium" (the base price).
+    hold = Reservation.objects.get(request_id=response["X-Request-Id"])
+    assert hold.amount_micro_usd == 2 * 3 * IMAGE_PRICE
+    assert response["X-Request-Cost-Micro-Usd"] == str(2 * IMAGE_PRICE)
+    assert _balance(key_row.user_id) == before - 2 * IMAGE_PRICE
 
 
 def test_b64_json_works_for_an_upstream_that_returns_urls(client, dalle, raw_key, fake_media):
@@ -153,7 +184,7 @@ def test_price_by_quality_is_charged(client, gpt_image, api_key):
         ({"model": "img-gpt", "prompt": "x", "n": 0}, "n", None),
         ({"model": "img-gpt", "prompt": "x", "size": "7:3"}, "size", "1024x1024"),
         ({"model": "img-gpt", "prompt": "x", "size": "huge"}, "size", "1536x1024"),
-        ({"model": "img-gpt", "prompt": "x", "quality": "ultra"}, "quality", "low, medium, high"),
+        ({"model": "img-gpt", "prompt": "x", "quality": "ultra"}, "quality", "low, medium, high, auto"),
         ({"model": "img-gpt", "prompt": "x", "style": "vivid"}, "style", None),
         ({"model": "img-gpt", "prompt": "x", "response_format": "gif"}, "response_format", "b64_json"),
     ],
@@ -294,6 +325,7 @@ def test_prefer_respond_async_header(media_worker, client, flux, raw_key):
     response = _post(client, raw_key, {"model": "img-flux", "prompt": "x"}, HTTP_PREFER="respond-async")
 
     assert response.status_code == 202
+    assert _poll_task(client, raw_key, response.json()["id"])["status"] == "completed"
 
 
 def test_past_the_wait_the_answer_is_504_with_the_task_id(media_worker, client, flux, api_key, fake_media, settings):
@@ -305,6 +337,7 @@ def test_past_the_wait_the_answer_is_504_with_the_task_id(media_worker, client, 
     response = _post(client, raw_key, {"model": "img-flux", "prompt": "x"})
 
     assert response.status_code == 504, response.content
+    assert response["x-should-retry"] == "false"  # the SDKs would otherwise start (and bill) new jobs
     error = response.json()["error"]
     assert error["code"] == "generation_pending"
     task_id = error["task_id"]
@@ -423,3 +456,17 @@ def test_a_poll_that_fails_is_tried_again(media_worker, client, flux, api_key, f
     assert response.status_code == 200, response.content
     assert _balance(key_row.user_id) == before - IMAGE_PRICE
     assert UsageRecord.objects.count() == 1
+
+
+def test_a_504_is_replayed_for_its_idempotency_key(media_worker, client, flux, raw_key, fake_media, settings):
+    settings.BELUGA = {**settings.BELUGA, "IMAGE_WAIT_SECONDS": 0.3}
+    fake_media.script_prediction("never")
+    body = {"model": "img-flux", "prompt": "x"}
+
+    first = _post(client, raw_key, body, HTTP_IDEMPOTENCY_KEY="img-1")
+    again = _post(client, raw_key, body, HTTP_IDEMPOTENCY_KEY="img-1")
+
+    assert (first.status_code, again.status_code) == (504, 504)
+    assert again["X-Beluga-Task-Id"] == first["X-Beluga-Task-Id"]
+    assert again["Idempotent-Replayed"] == "true"
+    assert MediaTask.objects.count() == 1

@@ -246,3 +246,53 @@ def test_the_video_url_is_belugas_and_expires(media_worker, live_api, sora, api_
     expired = requests.get(url, timeout=10)
     assert expired.status_code == 404
     assert expired.json()["error"]["code"] == "media_link_expired"
+
+
+def test_input_reference_as_an_image_url_object(media_worker, client, sora, raw_key, fake_media):
+    data_url = "data:image/png;base64," + __import__("base64").b64encode(png_bytes()).decode()
+    body = {"model": "vid-sora", "prompt": "x", "input_reference": {"image_url": data_url}}
+
+    task_id = client.post("/v1/videos", body, content_type="application/json", **_auth(raw_key)).json()["id"]
+    _until_done(lambda: client.get(f"/v1/videos/{task_id}", **_auth(raw_key)).json())
+
+    [create] = fake_media.requests_to("/v1/videos", "POST")
+    assert [(f.field, f.data) for f in create.files] == [("input_reference", png_bytes())]
+
+
+def test_input_reference_by_file_id_is_refused(client, sora, raw_key):
+    body = {"model": "vid-sora", "prompt": "x", "input_reference": {"file_id": "file_123"}}
+
+    response = client.post("/v1/videos", body, content_type="application/json", **_auth(raw_key))
+
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "input_reference"
+
+
+def test_deleted_videos_leave_the_list_and_has_more_stays_right(media_worker, client, sora, raw_key):
+    ids = []
+    for i in range(3):
+        body = {"model": "vid-sora", "prompt": f"v{i}"}
+        ids.append(client.post("/v1/videos", body, content_type="application/json", **_auth(raw_key)).json()["id"])
+    for video_id in ids:
+        _until_done(lambda video_id=video_id: client.get(f"/v1/videos/{video_id}", **_auth(raw_key)).json())
+    assert client.delete(f"/v1/videos/{ids[1]}", **_auth(raw_key)).json()["deleted"] is True
+
+    page = client.get("/v1/videos?limit=1", **_auth(raw_key)).json()
+    assert [v["id"] for v in page["data"]] == [ids[2]]
+    assert page["has_more"] is True
+    rest = client.get(f"/v1/videos?limit=5&after={ids[2]}", **_auth(raw_key)).json()
+    assert [v["id"] for v in rest["data"]] == [ids[0]]
+    assert rest["has_more"] is False
+    # The deleted one's charge stands: it was made.
+    assert MediaTask.objects.get(public_id=ids[1]).cost_micro_usd == 4 * VIDEO_SECOND_PRICE
+
+
+def test_the_video_object_has_openais_fields(media_worker, live_api, sora, api_key):
+    _, raw_key = api_key
+    with _client(live_api, raw_key) as client:
+        video = client.videos.create(model="vid-sora", prompt="A beluga", seconds="4")
+        assert video.prompt == "A beluga"
+        assert video.remixed_from_video_id is None
+        _until_done(lambda: client.videos.retrieve(video.id))
+        with pytest.raises(openai.BadRequestError):
+            client.videos.download_content(video.id, variant="thumbnail")

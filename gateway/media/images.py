@@ -23,7 +23,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from accounts.limits import BUCKET_IMAGE, rate_limit_hit
-from billing.pricing import MediaCharge, image_charge, usd_text
+from billing.pricing import image_charge, image_unit_price, image_unit_price_max, media_charge, usd_text
 from catalog.models import Category
 from gateway.errors import ApiError, InvalidRequest, UpstreamError
 from gateway.media import jobs
@@ -38,7 +38,7 @@ from gateway.media.options import (
     upload_size_check,
 )
 from gateway.media.state import JobState, json_object
-from gateway.media.storage import media_open, media_save, media_url
+from gateway.media.storage import media_delete, media_open, media_save, media_url
 from gateway.models import MediaTask
 from gateway.pipeline import (
     COST_HEADER,
@@ -65,6 +65,7 @@ RESPONSE_FORMATS = ("url", "b64_json")
 # Parameters Beluga reads; any other is passed to the upstream as it is.
 KNOWN_PARAMS = frozenset({"model", "prompt", "n", "size", "quality", "style", "response_format", "user", "async"})
 DEFAULT_QUALITIES = ("standard", "auto")
+TASK_HEADER = "X-Beluga-Task-Id"
 
 
 class GenerationPending(ApiError):
@@ -75,7 +76,8 @@ class GenerationPending(ApiError):
     code = "generation_pending"
 
     def __init__(self, message: str, *, task_id: str) -> None:
-        super().__init__(message, headers={"X-Beluga-Task-Id": task_id})
+        # OpenAI's SDKs retry a 5xx unless told not to: each retry would start (and bill) a new job.
+        super().__init__(message, headers={TASK_HEADER: task_id, "x-should-retry": "false"})
         self.task_id = task_id
 
     def body(self) -> dict:
@@ -160,7 +162,15 @@ def images_generate(request: HttpRequest) -> HttpResponse:
 def _generate(request, key, model, route, options: dict, started: float, *, wants_async: bool, inbound=IMAGES):
     if route.kind not in MEDIA_KINDS:
         raise UpstreamError(f"'{model.slug}' is routed to an upstream that does not make images.", status=503)
-    charge = image_charge(model, images=options["n"], size=options["size"], quality=options["quality"])
+    # A model that picks the quality itself (`auto`, gpt-image's default) is held at its dearest
+    # price for the size and charged at the quality its answer reports (finish()).
+    quality = options["quality"]
+    open_quality = quality == "auto" or (not quality and "auto" in (model.media_options.get("qualities") or ()))
+    if open_quality:
+        unit_price = image_unit_price_max(model, size=options["size"])
+        charge = media_charge("image", options["n"], unit_price)
+    else:
+        charge = image_charge(model, images=options["n"], size=options["size"], quality=quality)
     ctx = CallContext(request.request_id, started, key, inbound, model, route, False, len(options["prompt"]))
     limits = settings.BELUGA
     hold_money(
@@ -176,6 +186,7 @@ def _generate(request, key, model, route, options: dict, started: float, *, want
         "endpoint": inbound.endpoint,
         "protocol": inbound.protocol,
         "run_in": "request" if run_in_request else "worker",
+        "open_quality": open_quality,
     }
     try:
         task = jobs.task_create(
@@ -189,7 +200,10 @@ def _generate(request, key, model, route, options: dict, started: float, *, want
             hold=ctx.hold,
             charges_balance=key.prepaid,
             status=MediaTask.Status.IN_PROGRESS if run_in_request else MediaTask.Status.QUEUED,
-            deadline_seconds=limits["IMAGE_JOB_DEADLINE_SECONDS"],
+            # A request making the images itself may take n calls at the route's read timeout.
+            deadline_seconds=max(limits["IMAGE_JOB_DEADLINE_SECONDS"], route.read_timeout * options["n"] + 120)
+            if run_in_request
+            else limits["IMAGE_JOB_DEADLINE_SECONDS"],
             run_in_request=run_in_request,
         )
     except BaseException:
@@ -353,9 +367,10 @@ def task_error(task: MediaTask) -> ApiError:
 
 def run_now(task: MediaTask, route, model) -> None:
     """Make the images of an at-once upstream (OpenAI, Gemini) and end the task."""
+    unit_price = None
     try:
         if route.kind == "openai":
-            fetched = _openai_images(task, route, model)
+            fetched, unit_price = _openai_images(task, route, model)
         else:
             from gateway.media.gemini_images import gemini_images
 
@@ -363,7 +378,7 @@ def run_now(task: MediaTask, route, model) -> None:
     except ApiError as error:
         fail_from_error(task, error)
         raise
-    finish(task, route, model, JobState(status=MediaTask.Status.COMPLETED, outputs=fetched))
+    finish(task, route, model, JobState(status=MediaTask.Status.COMPLETED, outputs=fetched, unit_price=unit_price))
 
 
 def fail_from_error(task: MediaTask, error: ApiError) -> None:
@@ -371,7 +386,9 @@ def fail_from_error(task: MediaTask, error: ApiError) -> None:
     jobs.task_fail(task, code=error.code or error.type, message=error.message, status_code=error.status)
 
 
-def _openai_images(task: MediaTask, route, model) -> list:
+def _openai_images(task: MediaTask, route, model) -> tuple[list, int | None]:
+    """The images OpenAI made, and their unit price when the quality was left to it (`auto`):
+    gpt-image answers name the quality and size they were made at."""
     params = task.params
     files = params.get("inputs")
     body = {"model": route.upstream_model, "prompt": params["prompt"], "n": params["n"], **params.get("extra", {})}
@@ -380,7 +397,8 @@ def _openai_images(task: MediaTask, route, model) -> list:
             body[name] = params[name]
     body = with_route_params(route.params, body)
     if files:
-        fields = {k: str(v) if not isinstance(v, str) else v for k, v in body.items() if v is not None}
+        # Form fields are text: numbers and nested values as JSON, as OpenAI's SDKs send them.
+        fields = {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in body.items() if v is not None}
         field = "image[]" if len(files["image"]) > 1 else "image"
         upload = [(field, (f["filename"], media_open(f["name"]), f["content_type"])) for f in files["image"]]
         if files.get("mask"):
@@ -395,9 +413,15 @@ def _openai_images(task: MediaTask, route, model) -> list:
         response = openai_media.images_generate(route, body, request_id=task.request_id)
     if response.status_code != 200:
         raise openai_media.read_error(route, response)
-    items = json_object(response.content).get("data")
+    answer = json_object(response.content)
+    items = answer.get("data")
     if not isinstance(items, list):
         raise UpstreamError("The model provider sent an unreadable answer.", status=502)
+    unit_price = None
+    reported = answer.get("quality")
+    if params.get("open_quality") and isinstance(reported, str) and reported != "auto":
+        size = answer.get("size") if isinstance(answer.get("size"), str) else params.get("size", "")
+        unit_price = image_unit_price(model, size=size, quality=reported)
     outputs = []
     for item in items:
         if not isinstance(item, dict):
@@ -406,14 +430,18 @@ def _openai_images(task: MediaTask, route, model) -> list:
             outputs.append({"b64": item["b64_json"], "revised_prompt": item.get("revised_prompt")})
         elif isinstance(item.get("url"), str):
             outputs.append({"url": item["url"], "revised_prompt": item.get("revised_prompt")})
-    return outputs
+    return outputs, unit_price
 
 
 def finish(task: MediaTask, route, model, state: JobState, *, kind: str = "image", headers: dict | None = None) -> None:
     """Store a finished job's outputs and end the task, charged for what came back."""
     stored = []
+    fetch_timeout = settings.BELUGA["VIDEO_FETCH_TIMEOUT_SECONDS" if kind == "video" else "MEDIA_FETCH_TIMEOUT_SECONDS"]
+    asked = int(task.params.get("n", 1)) if kind == "image" else 1
     try:
-        for output in state.outputs:
+        for output in state.outputs[:asked]:
+            if task.lease_token:  # a worker's step: keep its lease through the download
+                jobs.task_lease_renew(task, seconds=fetch_timeout + 60)
             item = output if isinstance(output, dict) else {"url": output}
             if "b64" in item:
                 fetched = media_from_base64(item["b64"], kind=kind)
@@ -423,7 +451,7 @@ def finish(task: MediaTask, route, model, state: JobState, *, kind: str = "image
                     kind=kind,
                     upstream_base_url=route.base_url,
                     headers=headers,
-                    timeout=settings.BELUGA["VIDEO_FETCH_TIMEOUT_SECONDS"] if kind == "video" else None,
+                    timeout=fetch_timeout,
                 )
             with fetched.file:
                 saved = media_save(data=fetched.file, content_type=fetched.content_type, prefix=f"{kind}s")
@@ -437,8 +465,10 @@ def finish(task: MediaTask, route, model, state: JobState, *, kind: str = "image
     if not stored:
         jobs.task_fail(task, code="upstream_no_output", message="The model provider returned no image.")
         raise UpstreamError("The model provider returned no image.", status=502, code="upstream_no_output")
-    charge: MediaCharge = jobs.charge_of(task, units=len(stored) if kind == "image" else None)
-    jobs.task_complete(task, results=stored, charge=charge)
+    charge = jobs.charge_of(task, units=len(stored) if kind == "image" else None, unit_price=state.unit_price)
+    if not jobs.task_complete(task, results=stored, charge=charge):
+        for result in stored:  # a cancel or another worker ended it first: these files are nobody's
+            media_delete(result["name"])
 
 
 def prediction_inputs(task: MediaTask, route, model) -> dict:

@@ -55,12 +55,14 @@ def charge_params(charge: MediaCharge) -> dict:
     return {"unit": charge.unit, "units": charge.units, "unit_price": charge.unit_price}
 
 
-def charge_of(task: MediaTask, *, units: int | None = None) -> MediaCharge:
-    """The task's charge at the unit price it was submitted with; `units` delivered if fewer were made."""
+def charge_of(task: MediaTask, *, units: int | None = None, unit_price: int | None = None) -> MediaCharge:
+    """The task's charge at the unit price it was held at; `units` delivered if fewer were made, and
+    `unit_price` when the upstream's answer settled a lower one (the quality it picked)."""
     stored = task.params["charge"]
     asked = int(stored["units"])
     made = asked if units is None else max(0, min(units, asked))
-    return media_charge(stored["unit"], made, int(stored["unit_price"]))
+    held = int(stored["unit_price"])
+    return media_charge(stored["unit"], made, held if unit_price is None else min(unit_price, held))
 
 
 def task_create(
@@ -112,7 +114,16 @@ def task_enqueue(task: MediaTask, *, countdown: float | None = None) -> None:
     from gateway.tasks import media_task_run  # the Celery task module imports this one
 
     task_id = task.pk
-    transaction.on_commit(lambda: media_task_send(media_task_run, task_id, countdown=countdown))
+
+    def send() -> None:
+        try:
+            media_task_send(media_task_run, task_id, countdown=countdown)
+        except Exception:
+            # The broker is down: the task is written and holds its money, so the client gets its
+            # answer as usual; media_tasks_resume sends the task once the broker is back.
+            logger.exception("could not send media task %s to the broker; the periodic resume will", task_id)
+
+    transaction.on_commit(send)
 
 
 def media_task_send(celery_task, task_id: int, *, countdown: float | None = None) -> None:
@@ -133,7 +144,8 @@ def task_get(*, user_id: int, public_id: str, kinds: tuple[str, ...] | None = No
 
 
 def tasks_for_user(*, user_id: int, kinds: tuple[str, ...] | None = None):
-    query = MediaTask.objects.filter(user_id=user_id)
+    """The account's tasks, newest first; deleted ones (a video the client deleted) are gone."""
+    query = MediaTask.objects.filter(user_id=user_id, deleted_at__isnull=True)
     if kinds:
         query = query.filter(kind__in=kinds)
     return query.order_by("-created_at", "-id")
@@ -260,34 +272,46 @@ def _lease() -> timedelta:
 
 
 def task_claim(task_id: int, *, now: datetime | None = None) -> MediaTask | None:
-    """Take the task's lease (None: it is finished, or another worker holds it)."""
+    """Take the task's lease (None: it is finished, or another worker holds it).
+
+    The lease carries a token of this claim: renewing and handing it back only work with it,
+    so a worker whose lease ran out cannot disturb the one that took the task over."""
     now = now or timezone.now()
+    token = secrets.token_hex(8)
     claimed = (
         MediaTask.objects.filter(pk=task_id, status__in=OPEN_STATUSES)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .update(lease_until=now + _lease(), updated_at=now)
+        .update(lease_until=now + _lease(), lease_token=token, updated_at=now)
     )
-    return MediaTask.objects.get(pk=task_id) if claimed else None
+    return MediaTask.objects.get(pk=task_id, lease_token=token) if claimed else None
 
 
-def task_lease_renew(task: MediaTask) -> bool:
-    """Extend this worker's lease; False when the task ended meanwhile (a cancel)."""
+def task_lease_renew(task: MediaTask, *, seconds: float | None = None) -> bool:
+    """Extend this claim's lease (for `seconds` when a long step is next: a download, a slow call);
+    False when the task ended meanwhile (a cancel) or another claim took it over."""
     now = timezone.now()
-    return bool(MediaTask.objects.filter(pk=task.pk, billed=False).update(lease_until=now + _lease(), updated_at=now))
+    until = now + (timedelta(seconds=seconds) if seconds else _lease())
+    return bool(
+        MediaTask.objects.filter(pk=task.pk, billed=False, lease_token=task.lease_token).update(
+            lease_until=until, updated_at=now
+        )
+    )
 
 
 def task_unclaim(task: MediaTask, *, next_poll_in: float) -> None:
     now = timezone.now()
-    MediaTask.objects.filter(pk=task.pk, billed=False).update(
-        lease_until=None, next_poll_at=now + timedelta(seconds=next_poll_in), updated_at=now
+    MediaTask.objects.filter(pk=task.pk, billed=False, lease_token=task.lease_token).update(
+        lease_until=None, lease_token="", next_poll_at=now + timedelta(seconds=next_poll_in), updated_at=now
     )
 
 
-def task_update(task: MediaTask, **fields) -> None:
+def task_update(task: MediaTask, **fields) -> bool:
+    """Change an open task (False, and nothing changed, when it has ended)."""
     fields["updated_at"] = timezone.now()
-    MediaTask.objects.filter(pk=task.pk, billed=False).update(**fields)
+    changed = MediaTask.objects.filter(pk=task.pk, billed=False).update(**fields)
     for name, value in fields.items():
         setattr(task, name, value)
+    return bool(changed)
 
 
 def task_update_finished(task: MediaTask, **fields) -> None:

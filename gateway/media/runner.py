@@ -75,6 +75,8 @@ def _step(task: MediaTask) -> float | None:
     try:
         if task.kind == MediaTask.Kind.IMAGE and route.kind in images.ANSWER_AT_ONCE:
             jobs.task_update(task, status=MediaTask.Status.IN_PROGRESS)
+            # n calls at the route's read timeout at most: the lease must outlast them.
+            jobs.task_lease_renew(task, seconds=route.read_timeout * int(task.params.get("n", 1)) + 60)
             images.run_now(task, route, model)
             return None
         if task.kind == MediaTask.Kind.VIDEO and route.kind == "openai":
@@ -149,12 +151,15 @@ def _prediction_step(task: MediaTask, route, model) -> float | None:
     if not task.upstream_job_id:
         if not state.job_id:
             raise UpstreamError("The model provider sent an unreadable answer.", status=502)
-        jobs.task_update(
+        saved = jobs.task_update(
             task,
             upstream_job_id=state.job_id,
             upstream_poll_url=predictions.poll_url(route, state.job_id, state.poll_url),
             attempts=0,
         )
+        if not saved:  # cancelled (or past its deadline) while the job was being submitted
+            cancel_upstream(task, route)
+            return None
     return _after_poll(task, route, model, state)
 
 

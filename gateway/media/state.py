@@ -30,3 +30,4 @@ class JobState:
     error_code: str = ""
     error_message: str = ""
     units: int | None = None  # what the upstream says it made (images, seconds), when it says
+    unit_price: int | None = None  # the price the answer settled (the quality an `auto` request got)

@@ -81,6 +81,9 @@ def media_save(*, data: bytes | IO[bytes], content_type: str, prefix: str) -> St
     name = f"{prefix.strip('/')}/{now:%Y}/{now:%m}/{uuid.uuid4().hex}{_EXTENSIONS.get(content_type, '.bin')}"
     content = ContentFile(data) if isinstance(data, bytes | bytearray | memoryview) else File(data, name=name)
     size = content.size
+    # S3Storage gives the object this Content-Type (the bucket serves it on presigned links); without it,
+    # it guesses from the name with mimetypes (.wav: audio/x-wav, .opus: audio/ogg, .pcm: octet-stream).
+    content.content_type = content_type
     # save() streams content.chunks() (64 KB each) to disk or, on S3, as a multipart upload.
     saved = default_storage.save(name, content)
     return StoredFile(name=saved, content_type=content_type, size=size)

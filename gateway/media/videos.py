@@ -18,8 +18,10 @@ from __future__ import annotations
 import base64
 import time
 
+import orjson
 from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 
 from accounts.limits import BUCKET_IMAGE, rate_limit_hit
 from billing.pricing import usd_text, video_charge
@@ -118,11 +120,37 @@ def _read(body: dict, model) -> dict:
 
 
 def _input_image(body: dict, upload, model) -> dict | None:
-    """The image a video starts from, stored: an upload, a data URL, or an http(s) URL fetched safely."""
+    """The image a video starts from, stored: an upload, a data URL, or an http(s) URL fetched safely.
+
+    OpenAI's `input_reference` is a file upload or an object `{"image_url": ...}`; spec 000's is `image`."""
     url = body.get("image") or body.get("image_url")
+    reference = body.get("input_reference")
+    if isinstance(reference, str) and reference.startswith("{"):  # the object, as a multipart text field
+        try:
+            reference = orjson.loads(reference)
+        except orjson.JSONDecodeError:
+            reference = None
+    if isinstance(reference, dict):
+        if reference.get("file_id"):
+            raise InvalidRequest(
+                'Beluga has no Files API: send input_reference as an upload or as {"image_url": ...}.',
+                param="input_reference",
+            )
+        url = reference.get("image_url")
+        if not isinstance(url, str) or not url:
+            raise InvalidRequest(
+                'Invalid \'input_reference\': expected {"image_url": "https://..."}.', param="input_reference"
+            )
+    elif reference is not None and upload is None:
+        raise InvalidRequest(
+            "Invalid 'input_reference': expected an image upload or an object.", param="input_reference"
+        )
     if upload is None and not url:
         return None
-    param = "input_reference" if upload is not None else ("image" if body.get("image") else "image_url")
+    if upload is not None or isinstance(reference, dict):
+        param = "input_reference"
+    else:
+        param = "image" if body.get("image") else "image_url"
     if not model.media_options.get("image_input"):
         raise InvalidRequest(f"The model '{model.slug}' does not start videos from an image.", param=param)
     try:
@@ -193,6 +221,7 @@ def video_body(task: MediaTask, request: HttpRequest) -> dict:
         "task_id": task.public_id,
         "object": "video",
         "model": task.model,
+        "prompt": params.get("prompt", ""),
         "status": task.status,
         "progress": task.progress,
         "created_at": int(task.created_at.timestamp()),
@@ -200,6 +229,7 @@ def video_body(task: MediaTask, request: HttpRequest) -> dict:
         "expires_at": None,
         "seconds": str(params.get("seconds", "")),
         "size": params.get("size", ""),
+        "remixed_from_video_id": None,
         "error": {"code": task.error_code, "message": task.error_message} if task.error_code else None,
     }
     if params.get("resolution"):
@@ -215,7 +245,7 @@ def _video(request: HttpRequest, video_id: str) -> MediaTask:
     key = authenticate(request)
     release_db_connection()
     task = jobs.task_get(user_id=key.user_id, public_id=video_id, kinds=(MediaTask.Kind.VIDEO,))
-    if task.params.get("deleted"):
+    if task.deleted_at is not None:
         raise NotFound(f"No task with id '{video_id}' was found.", param="id", code="task_not_found")
     return task
 
@@ -225,6 +255,9 @@ def video_get(request: HttpRequest, video_id: str) -> HttpResponse:
 
 
 def video_content(request: HttpRequest, video_id: str) -> HttpResponse:
+    variant = request.GET.get("variant", "video")
+    if variant != "video":
+        raise InvalidRequest(f"Invalid 'variant': {variant!r}. Beluga keeps the video only.", param="variant")
     task = _video(request, video_id)
     if task.status != MediaTask.Status.COMPLETED or not task.results:
         raise NotFound(
@@ -254,7 +287,7 @@ def videos_list(request: HttpRequest) -> HttpResponse:
             query = query.filter(id__gt=anchor.id)
         else:
             query = query.filter(id__lt=anchor.id)
-    rows = [task for task in query[: limit + 1] if not task.params.get("deleted")]
+    rows = list(query[: limit + 1])
     page = rows[:limit]
     data = [video_body(task, request) for task in page]
     return JsonResponse(
@@ -276,6 +309,7 @@ def video_delete(request: HttpRequest, video_id: str) -> HttpResponse:
 
         # Ended here first (the hold given back), so that a worker seeing the upstream job
         # vanish cannot end it as failed; then the upstream job is stopped, as far as it can be.
+        # A worker that completed it a moment before wins: the video exists and is charged.
         jobs.task_cancel(task)
         route = jobs.route_of(task)
         if route is not None:
@@ -283,9 +317,11 @@ def video_delete(request: HttpRequest, video_id: str) -> HttpResponse:
                 cancel_upstream(task, route)
             except ApiError:
                 pass  # the upstream may have finished or forgotten it
-    for result in task.results:
-        media_delete(result["name"])
-    jobs.task_update_finished(task, params={**task.params, "deleted": True}, results=[])
+        task.refresh_from_db()
+    inputs = (task.params.get("inputs") or {}).get("image") or []
+    for stored in [*task.results, *inputs]:
+        media_delete(stored["name"])
+    jobs.task_update_finished(task, deleted_at=timezone.now(), results=[])
     return JsonResponse({"id": task.public_id, "object": "video.deleted", "deleted": True})
 
 
@@ -324,8 +360,12 @@ def openai_video_step(task: MediaTask, route, model) -> float | None:
     video = json_object(response.content)
     if not isinstance(video.get("id"), str):
         raise UpstreamError("The model provider sent an unreadable answer.", status=502)
-    if not task.upstream_job_id:
-        jobs.task_update(task, upstream_job_id=video["id"], attempts=0)
+    if not task.upstream_job_id and not jobs.task_update(task, upstream_job_id=video["id"], attempts=0):
+        # Cancelled while the job was being created: stop it upstream too.
+        from gateway.media.runner import cancel_upstream
+
+        cancel_upstream(task, route)
+        return None
     error = video.get("error") if isinstance(video.get("error"), dict) else {}
     status = openai_media.VIDEO_STATUSES.get(str(video.get("status")), MediaTask.Status.IN_PROGRESS)
     progress = video.get("progress") if isinstance(video.get("progress"), int) else 0
