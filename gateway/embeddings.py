@@ -11,29 +11,26 @@ from __future__ import annotations
 
 import base64
 import struct
-import time
 
 import orjson
 from django.http import HttpRequest, HttpResponse
 
-from accounts.limits import BUCKET_CHAT, rate_limit_hit
+from accounts.limits import BUCKET_CHAT
 from catalog.models import Category
-from gateway.errors import ApiError, InvalidRequest, UpstreamError
+from gateway.errors import InvalidRequest, UpstreamError
 from gateway.pipeline import (
     CallContext,
     Inbound,
     _ms,
     _send,
     _upstream_json,
-    authenticate,
     estimate_tokens,
     hold_for_call,
+    limited_call,
     model_and_route,
     parse_json_body,
     post_upstream,
     priced_json,
-    raise_if_limited,
-    release_db_connection,
     run_held,
     unreadable,
 )
@@ -87,27 +84,19 @@ def _encoded(vector: list[float], encoding: str):
 
 
 def embeddings_call(request: HttpRequest) -> HttpResponse:
-    started = time.perf_counter()
-    key = authenticate(request)
-    release_db_connection()
-    limit = rate_limit_hit(request=request, key=key, bucket=BUCKET_CHAT)
-    try:
-        raise_if_limited(limit)
-        body = parse_json_body(request)
-        spec = _validated(body)
-        model, route = model_and_route(spec["model"], categories=EMBEDDING_CATEGORIES, served="embedding", key=key)
-        if route.kind not in ("openai", "gemini"):
-            raise UpstreamError(f"'{model.slug}' is routed to an upstream that has no embeddings.", status=503)
-        chars = sum(len(item) if isinstance(item, str) else 4 * len(item) for item in spec["inputs"])
-        ctx = CallContext(request.request_id, started, key, EMBEDDINGS, model, route, False, chars)
-        hold_for_call(ctx, spec["inputs"], output_tokens=0, inputs=len(spec["inputs"]))
-        response = run_held(ctx, lambda: _openai(ctx, body) if route.kind == "openai" else _gemini(ctx, spec))
-    except ApiError as error:
-        error.headers = {**limit.headers(), **error.headers}
-        raise
-    for name, value in limit.headers().items():
-        response[name] = value
-    return response
+    return limited_call(request, bucket=BUCKET_CHAT, call=lambda key, started: _embeddings_call(request, key, started))
+
+
+def _embeddings_call(request: HttpRequest, key, started: float) -> HttpResponse:
+    body = parse_json_body(request)
+    spec = _validated(body)
+    model, route = model_and_route(spec["model"], categories=EMBEDDING_CATEGORIES, served="embedding", key=key)
+    if route.kind not in ("openai", "gemini"):
+        raise UpstreamError(f"'{model.slug}' is routed to an upstream that has no embeddings.", status=503)
+    chars = sum(len(item) if isinstance(item, str) else 4 * len(item) for item in spec["inputs"])
+    ctx = CallContext(request.request_id, started, key, EMBEDDINGS, model, route, False, chars)
+    hold_for_call(ctx, spec["inputs"], output_tokens=0, inputs=len(spec["inputs"]))
+    return run_held(ctx, lambda: _openai(ctx, body) if route.kind == "openai" else _gemini(ctx, spec))
 
 
 def _openai(ctx: CallContext, body: dict) -> HttpResponse:

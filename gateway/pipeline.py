@@ -438,6 +438,24 @@ def release_unrecorded(ctx: CallContext) -> None:
         logger.exception("could not release the hold of %s; the sweeper will", ctx.request_id)
 
 
+def limited_call(request: HttpRequest, *, bucket: str, call) -> HttpResponse:
+    """Authenticate, take a rate-limit slot in `bucket`, run `call(key, started)`: the steps every
+    endpoint but model_call shares. The X-RateLimit-* headers go on the answer and on its errors."""
+    started = time.perf_counter()
+    key = authenticate(request)
+    release_db_connection()  # a key lookup that missed the cache must not hold a connection while we wait
+    limit = rate_limit_hit(request=request, key=key, bucket=bucket)
+    try:
+        raise_if_limited(limit, bucket=bucket)
+        response = call(key, started)
+    except ApiError as error:
+        error.headers = {**limit.headers(), **error.headers}
+        raise
+    for name, value in limit.headers().items():
+        response[name] = value
+    return response
+
+
 def raise_if_limited(limit, *, bucket: str = "chat") -> None:
     if limit.limited:
         raise RateLimited(

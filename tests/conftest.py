@@ -15,7 +15,12 @@ from accounts.models import Plan
 from accounts.services import _last_used_seen, api_key_create, user_create
 from billing.services import balance_grant
 
-pytest_plugins = ["tests.fixtures_gateway", "tests.fixtures_media", "tests.fixtures_media_tasks"]
+pytest_plugins = [
+    "tests.fixtures_gateway",
+    "tests.fixtures_media",
+    "tests.fixtures_media_tasks",
+    "tests.fixtures_browser",
+]
 
 # The live server's listen backlog is Django's 10: a burst of concurrent clients (the ledger's
 # 50-call test) would see connections refused, which a production server (gunicorn: 2048) never does.

@@ -5,7 +5,6 @@ import re
 import struct
 import zlib
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -291,27 +290,6 @@ def test_query_count_does_not_grow_with_rows(member_client, member, task_factory
 
 
 # --- in a real browser ------------------------------------------------------------------
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-dev-shm-usage",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) to run browser tests")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

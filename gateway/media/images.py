@@ -22,7 +22,7 @@ import orjson
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from accounts.limits import BUCKET_IMAGE, rate_limit_hit
+from accounts.limits import BUCKET_IMAGE
 from billing.pricing import image_charge, image_unit_price, image_unit_price_max, media_charge, usd_text
 from catalog.models import Category
 from gateway.errors import ApiError, InvalidRequest, UpstreamError
@@ -46,11 +46,10 @@ from gateway.pipeline import (
     Inbound,
     authenticate,
     hold_money,
+    limited_call,
     model_and_route,
     parse_json_body,
-    raise_if_limited,
     release_db_connection,
-    release_unrecorded,
 )
 from gateway.protocols import with_route_params
 from gateway.providers import openai_media
@@ -141,22 +140,14 @@ def _model_slug(body) -> str:
 
 
 def images_generate(request: HttpRequest) -> HttpResponse:
-    started = time.perf_counter()
-    key = authenticate(request)
-    release_db_connection()
-    limit = rate_limit_hit(request=request, key=key, bucket=BUCKET_IMAGE)
-    try:
-        raise_if_limited(limit, bucket="image")
-        body = parse_json_body(request)
-        model, route = model_and_route(_model_slug(body), categories=IMAGE_CATEGORIES, served="image", key=key)
-        options = _read(body, model)
-        response = _generate(request, key, model, route, options, started, wants_async=_wants_async(request, body))
-    except ApiError as error:
-        error.headers = {**limit.headers(), **error.headers}
-        raise
-    for name, value in limit.headers().items():
-        response[name] = value
-    return response
+    return limited_call(request, bucket=BUCKET_IMAGE, call=lambda key, started: _images_generate(request, key, started))
+
+
+def _images_generate(request: HttpRequest, key, started: float) -> HttpResponse:
+    body = parse_json_body(request)
+    model, route = model_and_route(_model_slug(body), categories=IMAGE_CATEGORIES, served="image", key=key)
+    options = _read(body, model)
+    return _generate(request, key, model, route, options, started, wants_async=_wants_async(request, body))
 
 
 def _generate(request, key, model, route, options: dict, started: float, *, wants_async: bool, inbound=IMAGES):
@@ -188,27 +179,17 @@ def _generate(request, key, model, route, options: dict, started: float, *, want
         "run_in": "request" if run_in_request else "worker",
         "open_quality": open_quality,
     }
-    try:
-        task = jobs.task_create(
-            kind=MediaTask.Kind.IMAGE,
-            user_id=key.user_id,
-            api_key_id=key.key_id,
-            request_id=ctx.request_id,
-            model=model,
-            route=route,
-            params=params,
-            hold=ctx.hold,
-            charges_balance=key.prepaid,
-            status=MediaTask.Status.IN_PROGRESS if run_in_request else MediaTask.Status.QUEUED,
-            # A request making the images itself may take n calls at the route's read timeout.
-            deadline_seconds=max(limits["IMAGE_JOB_DEADLINE_SECONDS"], route.read_timeout * options["n"] + 120)
-            if run_in_request
-            else limits["IMAGE_JOB_DEADLINE_SECONDS"],
-            run_in_request=run_in_request,
-        )
-    except BaseException:
-        release_unrecorded(ctx)
-        raise
+    task = jobs.task_for_call(
+        ctx,
+        kind=MediaTask.Kind.IMAGE,
+        params=params,
+        status=MediaTask.Status.IN_PROGRESS if run_in_request else MediaTask.Status.QUEUED,
+        # A request making the images itself may take n calls at the route's read timeout.
+        deadline_seconds=max(limits["IMAGE_JOB_DEADLINE_SECONDS"], route.read_timeout * options["n"] + 120)
+        if run_in_request
+        else limits["IMAGE_JOB_DEADLINE_SECONDS"],
+        run_in_request=run_in_request,
+    )
     # From here the task owns the hold: it is settled or given back when the task ends.
     if options.get("files"):
         jobs.task_update(task, params={**task.params, "inputs": options["files"]})
@@ -236,35 +217,27 @@ def _generate(request, key, model, route, options: dict, started: float, *, want
 
 def images_edit(request: HttpRequest) -> HttpResponse:
     """Multipart: image (or image[]), optional mask, prompt, and the generation options."""
-    started = time.perf_counter()
-    key = authenticate(request)
-    release_db_connection()
-    limit = rate_limit_hit(request=request, key=key, bucket=BUCKET_IMAGE)
-    try:
-        raise_if_limited(limit, bucket="image")
-        if not request.content_type.startswith("multipart/form-data"):
-            raise InvalidRequest("Send images/edits as multipart/form-data (image, prompt, model).")
-        upload_size_check(request)
-        fields = {name: request.POST.get(name) for name in request.POST}
-        if "n" in fields and fields["n"] is not None:
-            fields["n"] = integer_in(fields["n"], param="n", low=1, high=10, default=1)
-        model, route = model_and_route(_model_slug(fields), categories=IMAGE_CATEGORIES, served="image", key=key)
-        options = _read(fields, model, edits=True)
-        uploads = request.FILES.getlist("image") or request.FILES.getlist("image[]")
-        if not uploads:
-            raise InvalidRequest("Missing required parameter: 'image'.", param="image")
-        stored = []
-        for i, upload in enumerate(uploads):
-            stored.append(_stored_upload(upload, param=f"image[{i}]" if len(uploads) > 1 else "image"))
-        mask = request.FILES.get("mask")
-        options["files"] = {"image": stored, "mask": _stored_upload(mask, param="mask") if mask else None}
-        response = _generate(request, key, model, route, options, started, wants_async=False, inbound=IMAGE_EDITS)
-    except ApiError as error:
-        error.headers = {**limit.headers(), **error.headers}
-        raise
-    for name, value in limit.headers().items():
-        response[name] = value
-    return response
+    return limited_call(request, bucket=BUCKET_IMAGE, call=lambda key, started: _images_edit(request, key, started))
+
+
+def _images_edit(request: HttpRequest, key, started: float) -> HttpResponse:
+    if not request.content_type.startswith("multipart/form-data"):
+        raise InvalidRequest("Send images/edits as multipart/form-data (image, prompt, model).")
+    upload_size_check(request)
+    fields = {name: request.POST.get(name) for name in request.POST}
+    if "n" in fields and fields["n"] is not None:
+        fields["n"] = integer_in(fields["n"], param="n", low=1, high=10, default=1)
+    model, route = model_and_route(_model_slug(fields), categories=IMAGE_CATEGORIES, served="image", key=key)
+    options = _read(fields, model, edits=True)
+    uploads = request.FILES.getlist("image") or request.FILES.getlist("image[]")
+    if not uploads:
+        raise InvalidRequest("Missing required parameter: 'image'.", param="image")
+    stored = []
+    for i, upload in enumerate(uploads):
+        stored.append(_stored_upload(upload, param=f"image[{i}]" if len(uploads) > 1 else "image"))
+    mask = request.FILES.get("mask")
+    options["files"] = {"image": stored, "mask": _stored_upload(mask, param="mask") if mask else None}
+    return _generate(request, key, model, route, options, started, wants_async=False, inbound=IMAGE_EDITS)
 
 
 def _stored_upload(upload, *, param: str) -> dict:

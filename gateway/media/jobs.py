@@ -109,6 +109,39 @@ def task_create(
     )
 
 
+def task_for_call(
+    ctx,
+    *,
+    kind: str,
+    params: dict,
+    status: str = MediaTask.Status.QUEUED,
+    deadline_seconds: float | None = None,
+    run_in_request: bool = False,
+) -> MediaTask:
+    """The task of an API call (a pipeline.CallContext), taking over the call's hold; the hold is
+    given back when the task cannot be written."""
+    from gateway.pipeline import release_unrecorded
+
+    try:
+        return task_create(
+            kind=kind,
+            user_id=ctx.key.user_id,
+            api_key_id=ctx.key.key_id,
+            request_id=ctx.request_id,
+            model=ctx.model,
+            route=ctx.route,
+            params=params,
+            hold=ctx.hold,
+            charges_balance=ctx.key.prepaid,
+            status=status,
+            deadline_seconds=deadline_seconds,
+            run_in_request=run_in_request,
+        )
+    except BaseException:
+        release_unrecorded(ctx)
+        raise
+
+
 def task_enqueue(task: MediaTask, *, countdown: float | None = None) -> None:
     """Send the task to a worker once the transaction that wrote it commits."""
     from gateway.tasks import media_task_run  # the Celery task module imports this one

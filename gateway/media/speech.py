@@ -16,16 +16,15 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
-import time
 from dataclasses import dataclass
 
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
-from accounts.limits import BUCKET_CHAT, rate_limit_hit
+from accounts.limits import BUCKET_CHAT
 from billing.pricing import MediaCharge, speech_charge
 from catalog.models import Category
 from catalog.selectors import ModelInfo
-from gateway.errors import ApiError, InvalidRequest, UpstreamError
+from gateway.errors import InvalidRequest, UpstreamError
 from gateway.media.audio_common import _keep, _model_slug, _openai_only
 from gateway.media.options import choice_for, prompt_of
 from gateway.models import MediaTask
@@ -36,12 +35,10 @@ from gateway.pipeline import (
     _ms,
     _record,
     _send,
-    authenticate,
     hold_money,
+    limited_call,
     model_and_route,
     parse_json_body,
-    raise_if_limited,
-    release_db_connection,
     run_held,
 )
 from gateway.providers import openai as openai_adapter
@@ -68,28 +65,20 @@ class SpeechRequest:
 
 def speech_call(request: HttpRequest) -> HttpResponse:
     """POST /v1/audio/speech: the audio streamed as the upstream makes it, the exact cost held and sent up front."""
-    started = time.perf_counter()
-    key = authenticate(request)
-    release_db_connection()
-    limit = rate_limit_hit(request=request, key=key, bucket=BUCKET_CHAT)
-    try:
-        raise_if_limited(limit)
-        body = parse_json_body(request)
-        model, route = model_and_route(
-            _model_slug(body), categories=frozenset({Category.AUDIO_TTS}), served="text-to-speech", key=key
-        )
-        spec = speech_request(body, model)
-        _openai_only(model, route)
-        charge = speech_charge(model, characters=len(spec.input))
-        ctx = CallContext(request.request_id, started, key, SPEECH, model, route, True, len(spec.input))
-        hold_money(ctx, charge.cost, detail=f" ({len(spec.input)} characters). Add credit, or send shorter input.")
-        response = run_held(ctx, lambda: _speak(ctx, spec, charge))
-    except ApiError as error:
-        error.headers = {**limit.headers(), **error.headers}
-        raise
-    for name, value in limit.headers().items():
-        response[name] = value
-    return response
+    return limited_call(request, bucket=BUCKET_CHAT, call=lambda key, started: _speech_call(request, key, started))
+
+
+def _speech_call(request: HttpRequest, key, started: float) -> HttpResponse:
+    body = parse_json_body(request)
+    model, route = model_and_route(
+        _model_slug(body), categories=frozenset({Category.AUDIO_TTS}), served="text-to-speech", key=key
+    )
+    spec = speech_request(body, model)
+    _openai_only(model, route)
+    charge = speech_charge(model, characters=len(spec.input))
+    ctx = CallContext(request.request_id, started, key, SPEECH, model, route, True, len(spec.input))
+    hold_money(ctx, charge.cost, detail=f" ({len(spec.input)} characters). Add credit, or send shorter input.")
+    return run_held(ctx, lambda: _speak(ctx, spec, charge))
 
 
 def speech_request(body: dict, model: ModelInfo) -> SpeechRequest:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from dataclasses import dataclass, field
 
 import mutagen
@@ -27,7 +26,7 @@ from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 
-from accounts.limits import BUCKET_CHAT, rate_limit_hit
+from accounts.limits import BUCKET_CHAT
 from billing.pricing import cost_fields, transcription_charge
 from catalog.models import Category
 from catalog.selectors import ModelInfo
@@ -44,11 +43,9 @@ from gateway.pipeline import (
     _record,
     _send,
     _upstream_json,
-    authenticate,
     hold_money,
+    limited_call,
     model_and_route,
-    raise_if_limited,
-    release_db_connection,
     run_held,
     unreadable,
 )
@@ -89,36 +86,32 @@ class TranscriptionRequest:
 
 def transcription_call(request: HttpRequest, *, translate: bool = False) -> HttpResponse:
     """POST /v1/audio/transcriptions (or /translations): the upload's audio as text, priced per second."""
-    started = time.perf_counter()
-    key = authenticate(request)
-    release_db_connection()
-    limit = rate_limit_hit(request=request, key=key, bucket=BUCKET_CHAT)
-    try:
-        raise_if_limited(limit)
-        form, files = _form_of(request)
-        model, route = model_and_route(
-            _model_slug(form), categories=frozenset({Category.AUDIO_STT}), served="speech-to-text", key=key
-        )
-        spec = transcription_request(form, files, model, translate=translate)
-        _openai_only(model, route)
-        measured = audio_seconds(spec.upload)
-        hold_seconds = held_seconds(measured, spec.upload.size)
-        inbound = TRANSLATIONS if translate else TRANSCRIPTIONS
-        ctx = CallContext(request.request_id, started, key, inbound, model, route, False, 0)
-        hold_money(
-            ctx,
-            transcription_charge(model, seconds=hold_seconds).cost,
-            detail=f" ({math.ceil(hold_seconds)} seconds of audio"
-            + (" at most" if measured is None else "")
-            + "). Add credit, or send shorter audio.",
-        )
-        response = run_held(ctx, lambda: _transcribe(ctx, spec, measured=measured, hold_seconds=hold_seconds))
-    except ApiError as error:
-        error.headers = {**limit.headers(), **error.headers}
-        raise
-    for name, value in limit.headers().items():
-        response[name] = value
-    return response
+    return limited_call(
+        request,
+        bucket=BUCKET_CHAT,
+        call=lambda key, started: _transcription_call(request, key, started, translate=translate),
+    )
+
+
+def _transcription_call(request: HttpRequest, key, started: float, *, translate: bool) -> HttpResponse:
+    form, files = _form_of(request)
+    model, route = model_and_route(
+        _model_slug(form), categories=frozenset({Category.AUDIO_STT}), served="speech-to-text", key=key
+    )
+    spec = transcription_request(form, files, model, translate=translate)
+    _openai_only(model, route)
+    measured = audio_seconds(spec.upload)
+    hold_seconds = held_seconds(measured, spec.upload.size)
+    inbound = TRANSLATIONS if translate else TRANSCRIPTIONS
+    ctx = CallContext(request.request_id, started, key, inbound, model, route, False, 0)
+    hold_money(
+        ctx,
+        transcription_charge(model, seconds=hold_seconds).cost,
+        detail=f" ({math.ceil(hold_seconds)} seconds of audio"
+        + (" at most" if measured is None else "")
+        + "). Add credit, or send shorter audio.",
+    )
+    return run_held(ctx, lambda: _transcribe(ctx, spec, measured=measured, hold_seconds=hold_seconds))
 
 
 class UploadLimit(FileUploadHandler):

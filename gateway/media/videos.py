@@ -16,14 +16,13 @@ The cost is charged when the video completes, and only then.
 from __future__ import annotations
 
 import base64
-import time
 
 import orjson
 from django.conf import settings
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
-from accounts.limits import BUCKET_IMAGE, rate_limit_hit
+from accounts.limits import BUCKET_IMAGE
 from billing.pricing import usd_text, video_charge
 from catalog.models import Category
 from gateway.errors import ApiError, InvalidRequest, NotFound, UpstreamError
@@ -38,11 +37,10 @@ from gateway.pipeline import (
     Inbound,
     authenticate,
     hold_money,
+    limited_call,
     model_and_route,
     parse_json_body,
-    raise_if_limited,
     release_db_connection,
-    release_unrecorded,
 )
 from gateway.protocols import with_route_params
 from gateway.providers import openai_media
@@ -62,36 +60,26 @@ LIST_LIMIT_MAX = 100
 
 def videos_create(request: HttpRequest) -> HttpResponse:
     """POST /v1/videos and /v1/videos/generations."""
-    started = time.perf_counter()
-    key = authenticate(request)
-    release_db_connection()
-    limit = rate_limit_hit(request=request, key=key, bucket=BUCKET_IMAGE)
-    try:
-        raise_if_limited(limit, bucket="image")
-        if request.content_type.startswith("multipart/form-data"):
-            upload_size_check(request)
-            body = {name: request.POST.get(name) for name in request.POST}
-            upload = request.FILES.get("input_reference")
-        else:
-            body = parse_json_body(request)
-            upload = None
-        if not isinstance(body, dict):
-            raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
-        slug = body.get("model")
-        if not isinstance(slug, str) or not slug:
-            raise InvalidRequest(
-                "Missing required parameter: 'model'.", param="model", code="missing_required_parameter"
-            )
-        model, route = model_and_route(slug, categories=VIDEO_CATEGORIES, served="video", key=key)
-        options = _read(body, model)
-        image = _input_image(body, upload, model)
-        response = _submit(request, key, model, route, options, image, started)
-    except ApiError as error:
-        error.headers = {**limit.headers(), **error.headers}
-        raise
-    for name, value in limit.headers().items():
-        response[name] = value
-    return response
+    return limited_call(request, bucket=BUCKET_IMAGE, call=lambda key, started: _videos_create(request, key, started))
+
+
+def _videos_create(request: HttpRequest, key, started: float) -> HttpResponse:
+    if request.content_type.startswith("multipart/form-data"):
+        upload_size_check(request)
+        body = {name: request.POST.get(name) for name in request.POST}
+        upload = request.FILES.get("input_reference")
+    else:
+        body = parse_json_body(request)
+        upload = None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    slug = body.get("model")
+    if not isinstance(slug, str) or not slug:
+        raise InvalidRequest("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+    model, route = model_and_route(slug, categories=VIDEO_CATEGORIES, served="video", key=key)
+    options = _read(body, model)
+    image = _input_image(body, upload, model)
+    return _submit(request, key, model, route, options, image, started)
 
 
 def _read(body: dict, model) -> dict:
@@ -191,22 +179,7 @@ def _submit(request, key, model, route, options: dict, image: dict | None, start
     }
     if image:
         params["inputs"] = {"image": [image]}
-    try:
-        task = jobs.task_create(
-            kind=MediaTask.Kind.VIDEO,
-            user_id=key.user_id,
-            api_key_id=key.key_id,
-            request_id=ctx.request_id,
-            model=model,
-            route=route,
-            params=params,
-            hold=ctx.hold,
-            charges_balance=key.prepaid,
-            deadline_seconds=deadline,
-        )
-    except BaseException:
-        release_unrecorded(ctx)
-        raise
+    task = jobs.task_for_call(ctx, kind=MediaTask.Kind.VIDEO, params=params, deadline_seconds=deadline)
     jobs.task_enqueue(task)
     return JsonResponse(video_body(task, request))
 
