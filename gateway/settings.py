@@ -233,10 +233,12 @@ if MEDIA_S3_BUCKET:
             "secret_key": env_secret("MEDIA_S3_SECRET_ACCESS_KEY") or None,
             # No ACL sent: buckets with ACLs disabled (AWS's default) refuse any other than the
             # owner's, and objects stay private either way; links are presigned.
-            "querystring_auth": True,  # presigned, expiring URLs
+            # Beluga's own links redirect to presigned URLs of the bucket, made per request with a
+            # one-minute life (gateway/media/storage.py); the objects themselves stay private.
+            "querystring_auth": True,
+            "querystring_expire": 60,
             # SigV4: botocore presigns with the retired SigV2 in older regions (us-east-1...) unless told.
             "signature_version": "s3v4",
-            "querystring_expire": env_int("BELUGA_MEDIA_URL_TTL_SECONDS", 86400),
             "file_overwrite": False,
         },
     }

@@ -5,11 +5,12 @@ modules registered below, so that each area's fixtures stay with that area.
 """
 
 import importlib
+import threading
 from types import SimpleNamespace
 
 import pytest
 from django.core.cache import cache
-from django.core.servers.basehttp import WSGIServer
+from django.core.servers.basehttp import ThreadedWSGIServer, WSGIServer
 
 from accounts.models import Plan
 from accounts.services import _last_used_seen, api_key_create, user_create
@@ -21,6 +22,62 @@ pytest_plugins = [
     "tests.fixtures_media_tasks",
     "tests.fixtures_browser",
 ]
+
+
+class _LiveRequests:
+    """Requests the live server is still handling, until the WSGI server has closed their answers.
+
+    Beluga writes a call's usage record when the server closes the answer, after its last byte
+    went out: a test can see its answer before the record is written. Its table flush must wait
+    for that, or PostgreSQL's TRUNCATE and the record's INSERT deadlock."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.idle = threading.Condition()
+
+    def app(self, app):
+        def counted(environ, start_response):
+            with self.idle:
+                self.count += 1
+            try:
+                result = app(environ, start_response)
+            except BaseException:
+                self._done()
+                raise
+            return _Closing(result, self._done)
+
+        return counted
+
+    def _done(self) -> None:
+        with self.idle:
+            self.count -= 1
+            self.idle.notify_all()
+
+    def wait_idle(self, timeout: float = 15) -> None:
+        with self.idle:
+            self.idle.wait_for(lambda: self.count <= 0, timeout=timeout)
+
+
+class _Closing:
+    def __init__(self, result, done) -> None:
+        self.result, self.done = result, done
+
+    def __iter__(self):
+        return iter(self.result)
+
+    def close(self) -> None:
+        try:
+            if hasattr(self.result, "close"):
+                self.result.close()
+        finally:
+            done, self.done = self.done, None
+            if done is not None:
+                done()
+
+
+_live_requests = _LiveRequests()
+_set_app = ThreadedWSGIServer.set_app
+ThreadedWSGIServer.set_app = lambda server, app: _set_app(server, _live_requests.app(app))
 
 # The live server's listen backlog is Django's 10: a burst of concurrent clients (the ledger's
 # 50-call test) would see connections refused, which a production server (gunicorn: 2048) never does.
@@ -60,6 +117,8 @@ def _clean_shared_state(request):
     catalog_cache_clear()
     _last_used_seen.clear()
     yield
+    if "live_server" in request.fixturenames:
+        _live_requests.wait_idle()
     catalog_cache_clear()
     if "ledger_invariants" not in request.fixturenames and _uses_db(request):
         _assert_ledger_invariants()

@@ -125,32 +125,40 @@ def test_a_quality_left_to_the_model_is_held_dear_and_charged_as_made(client, gp
     assert _balance(key_row.user_id) == before - 2 * IMAGE_PRICE
 
 
-def test_b64_json_works_for_an_upstream_that_returns_urls(client, dalle, raw_key, fake_media):
-    response = _post(client, raw_key, {"model": "img-dalle", "prompt": "x", "response_format": "b64_json"})
+def test_b64_json_works_for_an_upstream_that_returns_urls(live_api, dalle, api_key, fake_media):
+    _, raw_key = api_key
+    with _client(live_api, raw_key) as client:
+        images = client.images.generate(model="img-dalle", prompt="x", response_format="b64_json")
 
-    assert response.status_code == 200, response.content
-    [item] = response.json()["data"]
-    assert base64.b64decode(item["b64_json"]) == png_bytes()
-    assert "url" not in item
+    [item] = images.data
+    assert base64.b64decode(item.b64_json) == png_bytes()
+    assert item.url is None
     # DALL-E answered with a URL on the fake, which Beluga fetched and stored.
     assert fake_media.get_count("/files/") == 1
 
 
-@pytest.mark.parametrize("label", [label for label in ASPECT_LABELS])
-def test_every_aspect_label_becomes_the_nearest_size_the_model_takes(client, gpt_image, raw_key, fake_media, label):
-    response = _post(client, raw_key, {"model": "img-gpt", "prompt": "x", "size": label})
+def test_every_aspect_label_becomes_the_nearest_size_the_model_takes(live_api, gpt_image, api_key, fake_media):
+    _, raw_key = api_key
+    expected = {}
+    for label in ASPECT_LABELS:
+        width, _, height = label.partition(":")
+        if label == "auto":
+            expected[label] = "auto"
+        elif int(width) > int(height):
+            expected[label] = "1536x1024"
+        elif int(width) < int(height):
+            expected[label] = "1024x1536"
+        else:
+            expected[label] = "1024x1024"
 
-    assert response.status_code == 200, response.content
-    sent = fake_media.requests_to("/v1/images/generations")[-1].json["size"]
-    width, _, height = label.partition(":")
-    if label == "auto":
-        assert sent == "auto"
-    elif int(width) > int(height):
-        assert sent == "1536x1024"
-    elif int(width) < int(height):
-        assert sent == "1024x1536"
-    else:
-        assert sent == "1024x1024"
+    with _client(live_api, raw_key) as client:
+        for label in ASPECT_LABELS:
+            assert (
+                len(client.images.generate(model="img-gpt", prompt="x", size=label).data) == 1
+            )  # the SDK passes any string
+
+    sent = [request.json["size"] for request in fake_media.requests_to("/v1/images/generations")]
+    assert dict(zip(ASPECT_LABELS, sent, strict=True)) == expected
 
 
 @pytest.mark.parametrize(
@@ -189,16 +197,17 @@ def test_price_by_quality_is_charged(client, gpt_image, api_key):
         ({"model": "img-gpt", "prompt": "x", "response_format": "gif"}, "response_format", "b64_json"),
     ],
 )
-def test_invalid_parameters_are_400_naming_the_param(client, gpt_image, raw_key, fake_media, body, param, listed):
-    response = _post(client, raw_key, body)
+def test_invalid_parameters_are_400_naming_the_param(live_api, gpt_image, api_key, fake_media, body, param, listed):
+    _, raw_key = api_key
+    with _client(live_api, raw_key) as client, pytest.raises(openai.BadRequestError) as refused:
+        client.post("/images/generations", body=body, cast_to=object)
 
-    assert response.status_code == 400, response.content
-    error = response.json()["error"]
+    error = refused.value.body
     assert error["param"] == param
     assert error["type"] == "invalid_request_error"
     if listed:
         assert listed in error["message"]
-    assert response["X-Request-Id"]
+    assert refused.value.response.headers["X-Request-Id"]
     assert fake_media.get_count("/v1/images") == 0
     assert not MediaTask.objects.exists()
 
@@ -328,21 +337,27 @@ def test_prefer_respond_async_header(media_worker, client, flux, raw_key):
     assert _poll_task(client, raw_key, response.json()["id"])["status"] == "completed"
 
 
-def test_past_the_wait_the_answer_is_504_with_the_task_id(media_worker, client, flux, api_key, fake_media, settings):
+def test_past_the_wait_the_answer_is_504_with_the_task_id(
+    media_worker, client, live_api, flux, api_key, fake_media, settings
+):
     key_row, raw_key = api_key
     before = _balance(key_row.user_id)
     settings.BELUGA = {**settings.BELUGA, "IMAGE_WAIT_SECONDS": 1}
     fake_media.script_prediction("never")
 
-    response = _post(client, raw_key, {"model": "img-flux", "prompt": "x"})
+    # The SDK's default retries (2) stay on: the 504 tells it not to start the job again.
+    with openai.OpenAI(base_url=live_api + "/v1", api_key=raw_key, timeout=30) as sdk:
+        with pytest.raises(openai.InternalServerError) as pending_error:
+            sdk.images.generate(model="img-flux", prompt="x")
 
-    assert response.status_code == 504, response.content
-    assert response["x-should-retry"] == "false"  # the SDKs would otherwise start (and bill) new jobs
-    error = response.json()["error"]
+    assert pending_error.value.status_code == 504
+    assert MediaTask.objects.count() == 1  # not retried
+    assert fake_media.get_count("/v1/models/acme/flux/predictions", "POST") == 1
+    error = pending_error.value.body
     assert error["code"] == "generation_pending"
     task_id = error["task_id"]
     assert task_id in error["message"]
-    assert response["X-Beluga-Task-Id"] == task_id
+    assert pending_error.value.response.headers["X-Beluga-Task-Id"] == task_id
     pending = client.get(f"/v1/images/tasks/{task_id}", HTTP_AUTHORIZATION=f"Bearer {raw_key}").json()
     assert pending["status"] in ("queued", "in_progress")
     assert _balance(key_row.user_id) == before  # held, not charged

@@ -159,29 +159,6 @@ def test_link_without_a_request_uses_the_public_base_url_or_stays_relative(media
     assert media_url(name=stored.name).startswith("https://beluga.example/v1/media/")
 
 
-def test_on_a_bucket_that_signs_its_own_urls_the_link_is_the_presigned_one(settings):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                "bucket_name": "beluga-media",
-                "access_key": "AKIAEXAMPLE",
-                "secret_key": "not-a-secret",
-                "region_name": "us-east-1",
-                "querystring_auth": True,
-                "querystring_expire": 600,
-            },
-        },
-    }
-
-    url = media_url(name="images/2025/01/abc.png")
-
-    assert "beluga-media" in url and "images/2025/01/abc.png" in url
-    assert "Expires=" in url
-    assert "/v1/media/" not in url
-
-
 def test_signed_link_serves_the_file_with_its_type_inline(media_root, client):
     stored = media_save(data=PNG, content_type="image/png", prefix="images")
 
@@ -204,7 +181,9 @@ def test_audio_and_video_are_served_with_their_types(media_root, client, content
     stored = media_save(data=data, content_type=content_type, prefix="media")
 
     response = client.get(link_path(stored.name))
-    response.close()
+    # Read to the end: the test client then closes the file without request_finished's connection
+    # check, which a database connection left open by an earlier test in this thread would trip.
+    assert b"".join(response.streaming_content) == data
 
     assert response["Content-Type"] == content_type
 
@@ -223,7 +202,7 @@ def test_cache_lifetime_is_what_is_left_of_the_link(media_root, client, beluga):
     stored = media_save(data=PNG, content_type="image/png", prefix="images")
 
     response = client.get(f"/v1/media/{signed_long_ago(stored.name, 100)}")
-    response.close()
+    assert b"".join(response.streaming_content) == PNG  # read to the end (see above)
 
     assert response.status_code == 200
     max_age = int(response["Cache-Control"].removeprefix("private, max-age="))

@@ -2,11 +2,13 @@
 
 - A file is saved as `<prefix>/<YYYY>/<MM>/<uuid4 hex><ext>` (UTC), the extension taken from its content
   type (`.bin` when unknown); a file object is streamed into storage, never read whole into memory.
-- A link never names the upstream that made the file. On a bucket that signs its own URLs
-  (S3 with `querystring_auth`) it is the bucket's presigned URL; otherwise it is
-  `/v1/media/<token>`, the token a TimestampSigner signature of the file's name (salt
-  "beluga.media"), absolute from the request's host or BELUGA["PUBLIC_BASE_URL"], relative without.
-- `media_file` serves such a link without an API key: the signature is the credential. It is valid
+- A link is always Beluga's own: `/v1/media/<token>`, the token a TimestampSigner signature of
+  the file's name (salt "beluga.media"), absolute from the request's host or
+  BELUGA["PUBLIC_BASE_URL"], relative without. It never names the upstream that made the file,
+  nor the bucket it is kept in.
+- `media_file` serves such a link without an API key: the signature is the credential. From a
+  bucket that signs its own URLs (S3 with `querystring_auth`) it redirects (302) to a presigned
+  URL that lives a minute, so the bytes do not pass through Beluga. A link is valid
   for MEDIA_URL_TTL_SECONDS from signing; an expired link is a 404 `media_link_expired` (reading the
   task again gives a fresh one), a forged one or a deleted file a 404 `media_not_found`.
   GET and HEAD only; a single `Range: bytes=a-b` is answered with a 206 (video players seek).
@@ -27,7 +29,7 @@ from django.core import signing
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt
@@ -35,6 +37,7 @@ from django.views.decorators.csrf import csrf_exempt
 from gateway.errors import ApiError, MethodNotAllowed, NotFound
 
 _SALT = "beluga.media"
+PRESIGNED_SECONDS = 60  # the life of a bucket URL a Beluga link redirects to
 
 # One table both ways: the extension a type is saved under, and the type a saved file is served as.
 # mimetypes alone would do neither reliably: its table depends on the host's /etc/mime.types.
@@ -90,9 +93,7 @@ def media_save(*, data: bytes | IO[bytes], content_type: str, prefix: str) -> St
 
 
 def media_url(*, name: str, request: HttpRequest | None = None) -> str:
-    """A link to a stored file that expires after MEDIA_URL_TTL_SECONDS."""
-    if getattr(default_storage, "querystring_auth", False):
-        return default_storage.url(name)  # the bucket's own presigned URL; its expiry is in its OPTIONS
+    """Beluga's link to a stored file, expiring after MEDIA_URL_TTL_SECONDS."""
     token = signing.TimestampSigner(salt=_SALT).sign_object({"n": name})
     path = reverse("v1:media-file", kwargs={"token": token})
     if request is not None:
@@ -119,6 +120,11 @@ def media_file(request: HttpRequest, token: str) -> HttpResponseBase:
             f"Method {request.method} is not allowed on this endpoint; use GET.", headers={"Allow": "GET, HEAD"}
         )
     name, remaining = _verified(token)
+    if getattr(default_storage, "querystring_auth", False):
+        # The bucket serves the bytes (ranges included) on a presigned URL that expires in a minute.
+        return HttpResponseRedirect(
+            default_storage.url(name, expire=PRESIGNED_SECONDS), headers={"Cache-Control": "private, no-store"}
+        )
     try:
         size = default_storage.size(name)
     except OSError:
