@@ -174,7 +174,8 @@ def usage_record(
 ) -> None:
     """Record one upstream call, and settle its money in the same transaction.
 
-    `hold` is the call's reservation (closed here: settled at `cost_micro_usd`,
+    `media` is a media call's charge (its unit, count and unit price are kept;
+    `cost_micro_usd` is its cost). `hold` is the call's reservation (closed here: settled at `cost_micro_usd`,
     or released when the call cost nothing). `charge_balance` charges a
     prepaid account that had no hold. Without either (postpaid), the record is
     one INSERT in autocommit: a plain parameterised INSERT instead of
