@@ -23,22 +23,21 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from accounts.limits import BUCKET_IMAGE
-from billing.pricing import image_charge, image_unit_price, image_unit_price_max, media_charge, usd_text
+from billing.pricing import image_charge, image_unit_price_max, media_charge, usd_text
 from catalog.models import Category
 from gateway.errors import ApiError, InvalidRequest, UpstreamError
 from gateway.media import jobs
-from gateway.media.fetch import MediaFetchError, media_fetch, media_from_base64
+from gateway.media.fetch import MediaFetchError, media_from_base64
+from gateway.media.image_making import run_now
 from gateway.media.options import (
     choice_for,
     images_max,
-    input_name,
     integer_in,
     prompt_of,
     size_for,
     upload_size_check,
 )
-from gateway.media.state import JobState, json_object
-from gateway.media.storage import media_delete, media_open, media_save, media_url
+from gateway.media.storage import media_open, media_save, media_url
 from gateway.models import MediaTask
 from gateway.pipeline import (
     COST_HEADER,
@@ -51,8 +50,6 @@ from gateway.pipeline import (
     parse_json_body,
     release_db_connection,
 )
-from gateway.protocols import with_route_params
-from gateway.providers import openai_media
 
 IMAGES = Inbound(None, "openai.images", "images/generations")
 IMAGE_EDITS = Inbound(None, "openai.images", "images/edits")
@@ -333,137 +330,3 @@ def task_error(task: MediaTask) -> ApiError:
     if status == 429:
         return ApiError(task.error_message, status=429, type="rate_limit_error", code=task.error_code)
     return UpstreamError(task.error_message or "The image could not be generated.", status=502, code=task.error_code)
-
-
-# --- making the images (in the request, or in a worker) -------------------------------------------
-
-
-def run_now(task: MediaTask, route, model) -> None:
-    """Make the images of an at-once upstream (OpenAI, Gemini) and end the task."""
-    unit_price = None
-    try:
-        if route.kind == "openai":
-            fetched, unit_price = _openai_images(task, route, model)
-        else:
-            from gateway.media.gemini_images import gemini_images
-
-            fetched = gemini_images(task, route, model)
-    except ApiError as error:
-        fail_from_error(task, error)
-        raise
-    finish(task, route, model, JobState(status=MediaTask.Status.COMPLETED, outputs=fetched, unit_price=unit_price))
-
-
-def fail_from_error(task: MediaTask, error: ApiError) -> None:
-    jobs.task_update(task, params={**task.params, "error_status": error.status})
-    jobs.task_fail(task, code=error.code or error.type, message=error.message, status_code=error.status)
-
-
-def _openai_images(task: MediaTask, route, model) -> tuple[list, int | None]:
-    """The images OpenAI made, and their unit price when the quality was left to it (`auto`):
-    gpt-image answers name the quality and size they were made at."""
-    params = task.params
-    files = params.get("inputs")
-    body = {"model": route.upstream_model, "prompt": params["prompt"], "n": params["n"], **params.get("extra", {})}
-    for name in ("size", "quality", "style", "user"):
-        if params.get(name):
-            body[name] = params[name]
-    body = with_route_params(route.params, body)
-    if files:
-        # Form fields are text: numbers and nested values as JSON, as OpenAI's SDKs send them.
-        fields = {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in body.items() if v is not None}
-        field = "image[]" if len(files["image"]) > 1 else "image"
-        upload = [(field, (f["filename"], media_open(f["name"]), f["content_type"])) for f in files["image"]]
-        if files.get("mask"):
-            mask = files["mask"]
-            upload.append(("mask", (mask["filename"], media_open(mask["name"]), mask["content_type"])))
-        try:
-            response = openai_media.images_edit(route, fields, upload, request_id=task.request_id)
-        finally:
-            for _, (_, handle, _) in upload:
-                handle.close()
-    else:
-        response = openai_media.images_generate(route, body, request_id=task.request_id)
-    if response.status_code != 200:
-        raise openai_media.read_error(route, response)
-    answer = json_object(response.content)
-    items = answer.get("data")
-    if not isinstance(items, list):
-        raise UpstreamError("The model provider sent an unreadable answer.", status=502)
-    unit_price = None
-    reported = answer.get("quality")
-    if params.get("open_quality") and isinstance(reported, str) and reported != "auto":
-        size = answer.get("size") if isinstance(answer.get("size"), str) else params.get("size", "")
-        unit_price = image_unit_price(model, size=size, quality=reported)
-    outputs = []
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        if isinstance(item.get("b64_json"), str):
-            outputs.append({"b64": item["b64_json"], "revised_prompt": item.get("revised_prompt")})
-        elif isinstance(item.get("url"), str):
-            outputs.append({"url": item["url"], "revised_prompt": item.get("revised_prompt")})
-    return outputs, unit_price
-
-
-def finish(task: MediaTask, route, model, state: JobState, *, kind: str = "image", headers: dict | None = None) -> None:
-    """Store a finished job's outputs and end the task, charged for what came back."""
-    stored = []
-    fetch_timeout = settings.BELUGA["VIDEO_FETCH_TIMEOUT_SECONDS" if kind == "video" else "MEDIA_FETCH_TIMEOUT_SECONDS"]
-    asked = int(task.params.get("n", 1)) if kind == "image" else 1
-    try:
-        for output in state.outputs[:asked]:
-            if task.lease_token:  # a worker's step: keep its lease through the download
-                jobs.task_lease_renew(task, seconds=fetch_timeout + 60)
-            item = output if isinstance(output, dict) else {"url": output}
-            if "b64" in item:
-                fetched = media_from_base64(item["b64"], kind=kind)
-            else:
-                fetched = media_fetch(
-                    item["url"],
-                    kind=kind,
-                    upstream_base_url=route.base_url,
-                    headers=headers,
-                    timeout=fetch_timeout,
-                )
-            with fetched.file:
-                saved = media_save(data=fetched.file, content_type=fetched.content_type, prefix=f"{kind}s")
-            result = {"name": saved.name, "content_type": saved.content_type, "size": saved.size}
-            if item.get("revised_prompt"):
-                result["revised_prompt"] = item["revised_prompt"]
-            stored.append(result)
-    except MediaFetchError as error:
-        jobs.task_fail(task, code="upstream_result_unusable", message=str(error))
-        raise UpstreamError(str(error), status=502, code="upstream_result_unusable") from None
-    if not stored:
-        jobs.task_fail(task, code="upstream_no_output", message="The model provider returned no image.")
-        raise UpstreamError("The model provider returned no image.", status=502, code="upstream_no_output")
-    charge = jobs.charge_of(task, units=len(stored) if kind == "image" else None, unit_price=state.unit_price)
-    if not jobs.task_complete(task, results=stored, charge=charge):
-        for result in stored:  # a cancel or another worker ended it first: these files are nobody's
-            media_delete(result["name"])
-
-
-def prediction_inputs(task: MediaTask, route, model) -> dict:
-    """A prediction's `input` for an image task: prompt, aspect ratio, count, and what the client added."""
-    params = task.params
-    inputs = {"prompt": params["prompt"], **params.get("extra", {})}
-    size = params.get("size")
-    if size and "x" in size:
-        inputs[input_name(model, "size")] = size
-    elif size:
-        inputs[input_name(model, "aspect_ratio")] = size
-    if params.get("n", 1) > 1:
-        inputs[input_name(model, "num_outputs")] = params["n"]
-        if input_name(model, "n") != "n":
-            inputs[input_name(model, "n")] = params["n"]
-            inputs.pop("num_outputs", None)
-    if params.get("quality"):
-        inputs[input_name(model, "quality")] = params["quality"]
-    files = params.get("inputs")
-    if files and files.get("image"):
-        first = files["image"][0]
-        with media_open(first["name"]) as handle:
-            encoded = base64.b64encode(handle.read()).decode()
-        inputs[input_name(model, "image")] = f"data:{first['content_type']};base64,{encoded}"
-    return with_route_params(route.params, inputs)

@@ -24,7 +24,8 @@ from django.utils import timezone
 
 from catalog.selectors import model_get
 from gateway.errors import ApiError, InvalidRequest, UpstreamError
-from gateway.media import images, jobs
+from gateway.media import image_making, images, jobs
+from gateway.media.results import fail_from_error, finish
 from gateway.media.state import JobState, json_object
 from gateway.models import MediaTask
 from gateway.providers import predictions
@@ -77,7 +78,7 @@ def _step(task: MediaTask) -> float | None:
             jobs.task_update(task, status=MediaTask.Status.IN_PROGRESS)
             # n calls at the route's read timeout at most: the lease must outlast them.
             jobs.task_lease_renew(task, seconds=route.read_timeout * int(task.params.get("n", 1)) + 60)
-            images.run_now(task, route, model)
+            image_making.run_now(task, route, model)
             return None
         if task.kind == MediaTask.Kind.VIDEO and route.kind == "openai":
             from gateway.media.videos import openai_video_step
@@ -91,15 +92,15 @@ def _step(task: MediaTask) -> float | None:
         if error.status in (502, 503, 429) and not _refused(error):
             task.attempts += 1
             if not task.upstream_job_id and task.attempts >= MAX_SUBMIT_ATTEMPTS:
-                images.fail_from_error(task, error)
+                fail_from_error(task, error)
                 return None
             jobs.task_update(task, attempts=task.attempts)
             return jobs.poll_delay(task.attempts)
-        images.fail_from_error(task, error)
+        fail_from_error(task, error)
         return None
     except ApiError as error:
         if not task.billed:
-            images.fail_from_error(task, error)
+            fail_from_error(task, error)
         return None
     jobs.task_fail(task, code="upstream_unsupported", message=f"'{task.model}' cannot make this kind of media.")
     return None
@@ -140,7 +141,7 @@ def _prediction_step(task: MediaTask, route, model) -> float | None:
         if task.kind == MediaTask.Kind.VIDEO:
             from gateway.media.videos import prediction_inputs
         else:
-            prediction_inputs = images.prediction_inputs
+            prediction_inputs = image_making.prediction_inputs
         response = predictions.submit(route, prediction_inputs(task, route, model), request_id=task.request_id)
     else:
         response = predictions.get(route, task.upstream_poll_url)
@@ -166,7 +167,7 @@ def _prediction_step(task: MediaTask, route, model) -> float | None:
 def _after_poll(task: MediaTask, route, model, state: JobState, *, headers: dict | None = None) -> float | None:
     kind = "video" if task.kind == MediaTask.Kind.VIDEO else "image"
     if state.status == MediaTask.Status.COMPLETED:
-        images.finish(task, route, model, state, kind=kind, headers=headers)
+        finish(task, route, model, state, kind=kind, headers=headers)
         return None
     if state.status in (MediaTask.Status.FAILED, MediaTask.Status.CANCELLED):
         message = state.error_message or "The model provider could not make it."
