@@ -327,6 +327,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 55, "ignore_result": True},
     },
+    "gateway-media-files-purge": {
+        "task": "gateway.tasks.media_files_purge_task",
+        "schedule": 3600.0,
+        "options": {"expires": 3500, "ignore_result": True},
+    },
     "gateway-idempotency-keys-purge": {
         "task": "gateway.tasks.idempotency_keys_purge_task",
         "schedule": 3600.0,
@@ -400,6 +405,9 @@ BELUGA = {
     # Polling an upstream job: the first wait, then doubling up to the longest.
     "JOB_POLL_FIRST_SECONDS": env_float("BELUGA_JOB_POLL_FIRST_SECONDS", 1.0),
     "JOB_POLL_MAX_SECONDS": env_float("BELUGA_JOB_POLL_MAX_SECONDS", 15.0),
+    # Generated files are deleted this many days after their task ended (0: kept until deleted);
+    # the task and its usage record stay.
+    "MEDIA_RETENTION_DAYS": env_int("BELUGA_MEDIA_RETENTION_DAYS", 0),
     # Media tasks go to this Celery queue (empty: the default one), so that polling can have
     # workers of its own; a worker holds a task this long per step before another may take it.
     "MEDIA_TASK_QUEUE": env_str("BELUGA_MEDIA_TASK_QUEUE"),

@@ -33,3 +33,11 @@ def media_tasks_resume_task() -> int:
     from gateway.media.jobs import media_tasks_resume
 
     return media_tasks_resume()
+
+
+@shared_task(ignore_result=True, time_limit=600, soft_time_limit=540)
+def media_files_purge_task() -> int:
+    """Delete generated files past BELUGA_MEDIA_RETENTION_DAYS (the tasks and their records stay)."""
+    from gateway.media.jobs import media_files_purge
+
+    return media_files_purge()

@@ -296,3 +296,32 @@ def test_the_video_object_has_openais_fields(media_worker, live_api, sora, api_k
         _until_done(lambda: client.videos.retrieve(video.id))
         with pytest.raises(openai.BadRequestError):
             client.videos.download_content(video.id, variant="thumbnail")
+
+
+def test_files_past_the_retention_period_are_deleted(media_worker, client, sora, raw_key, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from gateway.media.jobs import media_files_purge
+    from gateway.media.storage import media_open
+
+    body = {"model": "vid-sora", "prompt": "x"}
+    task_id = client.post("/v1/videos", body, content_type="application/json", **_auth(raw_key)).json()["id"]
+    _until_done(lambda: client.get(f"/v1/videos/{task_id}", **_auth(raw_key)).json())
+    task = MediaTask.objects.get(public_id=task_id)
+    [stored] = task.results
+
+    assert media_files_purge() == 0  # retention 0: kept
+    settings.BELUGA = {**settings.BELUGA, "MEDIA_RETENTION_DAYS": 7}
+    assert media_files_purge(now=timezone.now() + timedelta(days=6)) == 0
+    assert media_files_purge(now=timezone.now() + timedelta(days=8)) == 1
+    assert media_files_purge(now=timezone.now() + timedelta(days=8)) == 0  # once
+
+    with pytest.raises(FileNotFoundError):
+        media_open(stored["name"])
+    video = client.get(f"/v1/videos/{task_id}", **_auth(raw_key)).json()
+    assert (video["status"], video["expired"], "url" in video) == ("completed", True, False)
+    content = client.get(f"/v1/videos/{task_id}/content", **_auth(raw_key))
+    assert (content.status_code, content.json()["error"]["code"]) == (404, "media_expired")
+    assert UsageRecord.objects.get().cost_micro_usd == 4 * VIDEO_SECOND_PRICE  # the charge stays

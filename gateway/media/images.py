@@ -287,6 +287,8 @@ def task_body(task: MediaTask, request: HttpRequest) -> dict:
         "completed_at": int(task.completed_at.timestamp()) if task.completed_at else None,
         "error": {"code": task.error_code, "message": task.error_message} if task.error_code else None,
     }
+    if task.params.get("files_expired"):
+        body["expired"] = True  # its files were deleted after the retention period
     if task.status == MediaTask.Status.COMPLETED:
         body["data"] = _images_data(task, request)
         body["cost"] = usd_text(task.cost_micro_usd)

@@ -361,6 +361,25 @@ def poll_delay(attempts: int) -> float:
     return min(limits["JOB_POLL_MAX_SECONDS"], limits["JOB_POLL_FIRST_SECONDS"] * (2 ** min(attempts, 16)))
 
 
+def media_files_purge(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Delete the files of tasks that ended more than MEDIA_RETENTION_DAYS ago (0: never); the tasks stay,
+    marked `files_expired`. Returns how many tasks lost their files; safe to run at any time."""
+    days = settings.BELUGA["MEDIA_RETENTION_DAYS"]
+    if days <= 0:
+        return 0
+    from gateway.media.storage import media_delete
+
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    expired = 0
+    for task in MediaTask.objects.filter(completed_at__lt=cutoff).exclude(results=[]).order_by("completed_at")[:limit]:
+        inputs = (task.params.get("inputs") or {}).get("image") or []
+        for stored in [*task.results, *inputs]:
+            media_delete(stored["name"])
+        task_update_finished(task, results=[], params={**task.params, "files_expired": True})
+        expired += 1
+    return expired
+
+
 def media_tasks_resume(*, now: datetime | None = None, grace_seconds: float = 60, limit: int = 500) -> int:
     """Send again the open tasks whose next look is overdue and that no worker holds; returns how many."""
     now = now or timezone.now()

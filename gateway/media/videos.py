@@ -207,6 +207,8 @@ def video_body(task: MediaTask, request: HttpRequest) -> dict:
     }
     if params.get("resolution"):
         body["resolution"] = params["resolution"]
+    if params.get("files_expired"):
+        body["expired"] = True  # its file was deleted after the retention period
     if task.status == MediaTask.Status.COMPLETED and task.results:
         body["url"] = media_url(name=task.results[0]["name"], request=request)
         body["cost"] = usd_text(task.cost_micro_usd)
@@ -232,6 +234,8 @@ def video_content(request: HttpRequest, video_id: str) -> HttpResponse:
     if variant != "video":
         raise InvalidRequest(f"Invalid 'variant': {variant!r}. Beluga keeps the video only.", param="variant")
     task = _video(request, video_id)
+    if task.params.get("files_expired"):
+        raise NotFound(f"The video '{video_id}' was deleted after the retention period.", code="media_expired")
     if task.status != MediaTask.Status.COMPLETED or not task.results:
         raise NotFound(
             f"The video '{video_id}' is {task.status.replace('_', ' ')}; its content is there once completed.",
