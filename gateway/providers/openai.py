@@ -29,17 +29,27 @@ def chat_send(*, route: RouteTarget, body: dict, stream: bool, request_id: str) 
         options = dict(payload.get("stream_options") or {})
         options["include_usage"] = True
         payload["stream_options"] = options
-    headers = {
-        "Content-Type": "application/json",
-        "Accept": "text/event-stream" if stream else "application/json",
-        "X-Request-Id": request_id,
-    }
+    accept = "text/event-stream" if stream else "application/json"
+    return json_post(route, "/chat/completions", payload, request_id=request_id, stream=stream, accept=accept)
+
+
+def json_post(
+    route: RouteTarget,
+    path: str,
+    payload: dict,
+    *,
+    request_id: str,
+    stream: bool = False,
+    accept: str = "application/json",
+) -> requests.Response:
+    """POST `payload` as JSON to `{base_url}{path}` with the upstream's credential (headers built from scratch)."""
+    headers = {"Content-Type": "application/json", "Accept": accept, "X-Request-Id": request_id}
     if route.api_key:
         headers["Authorization"] = f"Bearer {route.api_key}"
     return guarded(
         lambda: post(
             session=session_for(upstream_id=route.upstream_id, base_url=route.base_url),
-            url=f"{route.base_url}/chat/completions",
+            url=f"{route.base_url}{path}",
             data=orjson.dumps(payload),
             headers=headers,
             stream=stream,

@@ -23,7 +23,7 @@ import requests
 from catalog.selectors import RouteTarget
 from gateway.protocols import with_route_params
 from gateway.providers.http import post, session_for
-from gateway.providers.openai import guarded
+from gateway.providers.openai import guarded, json_post
 
 # What OpenAI answers for each speech `response_format` (its Content-Type header).
 SPEECH_CONTENT_TYPES = {
@@ -40,19 +40,7 @@ def speech_send(*, route: RouteTarget, body: dict, request_id: str) -> requests.
     """POST the speech request upstream (the upstream's model name, the route's params), streamed."""
     payload = with_route_params(route.params, body) if route.params else dict(body)
     payload["model"] = route.upstream_model
-    headers = {"Content-Type": "application/json", "Accept": "*/*", "X-Request-Id": request_id}
-    if route.api_key:
-        headers["Authorization"] = f"Bearer {route.api_key}"
-    return guarded(
-        lambda: post(
-            session=session_for(upstream_id=route.upstream_id, base_url=route.base_url),
-            url=f"{route.base_url}/audio/speech",
-            data=orjson.dumps(payload),
-            headers=headers,
-            stream=True,
-            timeout=(route.connect_timeout, route.read_timeout),
-        )
-    )
+    return json_post(route, "/audio/speech", payload, request_id=request_id, stream=True, accept="*/*")
 
 
 def transcription_send(

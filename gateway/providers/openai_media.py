@@ -14,12 +14,10 @@ Errors map like chat's (gateway.providers.openai.error_from_response).
 
 from __future__ import annotations
 
-import orjson
-
 from catalog.selectors import RouteTarget
 from gateway.models import MediaTask
 from gateway.providers.http import send, session_for
-from gateway.providers.openai import error_from_response, guarded
+from gateway.providers.openai import error_from_response, guarded, json_post
 
 VIDEO_STATUSES = {
     "queued": MediaTask.Status.QUEUED,
@@ -52,14 +50,7 @@ def _send(route: RouteTarget, method: str, path: str, *, request_id: str, timeou
 
 
 def images_generate(route: RouteTarget, body: dict, *, request_id: str):
-    return _send(
-        route,
-        "POST",
-        "/images/generations",
-        request_id=request_id,
-        data=orjson.dumps(body),
-        headers={"Content-Type": "application/json"},
-    )
+    return json_post(route, "/images/generations", body, request_id=request_id)
 
 
 def images_edit(route: RouteTarget, fields: dict, files: list, *, request_id: str):
@@ -70,14 +61,7 @@ def images_edit(route: RouteTarget, fields: dict, files: list, *, request_id: st
 def video_create(route: RouteTarget, fields: dict, files: list | None, *, request_id: str):
     if files:
         return _send(route, "POST", "/videos", request_id=request_id, data=fields, files=files)
-    return _send(
-        route,
-        "POST",
-        "/videos",
-        request_id=request_id,
-        data=orjson.dumps(fields),
-        headers={"Content-Type": "application/json"},
-    )
+    return json_post(route, "/videos", fields, request_id=request_id)
 
 
 def video_get(route: RouteTarget, video_id: str, *, request_id: str = ""):
