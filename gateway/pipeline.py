@@ -775,6 +775,7 @@ def post_upstream(route: RouteTarget, outbound: UpstreamRequest, *, request_id: 
 
 def _event_stream_response(body, content_type: str) -> StreamingHttpResponse:
     response = StreamingHttpResponse(body, content_type=content_type)
+    response.records_on_close = True  # closed off the connection (gateway/after_response.py)
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx in front must not buffer the stream
     return response
@@ -839,8 +840,12 @@ class RecordedResponse(HttpResponse):
     The server calls close() after the last byte went out, so the client does
     not wait for the INSERT and its commit (a third of a millisecond on
     PostgreSQL, on every call). The cost is already in the answer; a worker
-    that dies in between leaves at worst its hold to the sweeper.
+    that dies in between leaves at worst its hold to the sweeper. The server's
+    close() is itself handed to a pool thread (gateway/after_response.py), so a
+    keep-alive client's next call does not wait for this one's record either.
     """
+
+    records_on_close = True
 
     def __init__(self, content: bytes, *, record, **kwargs) -> None:
         super().__init__(content, **kwargs)

@@ -182,8 +182,15 @@ if REDIS_URL:
             "BACKEND": "gateway.cache.ReusedClientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "beluga"),
-        }
+        },
+        # django-ratelimit's per-key request counters, counted in one round trip (gateway/cache.py).
+        "ratelimit": {
+            "BACKEND": "gateway.cache.RequestCounterRedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "beluga"),
+        },
     }
+    RATELIMIT_USE_CACHE = "ratelimit"
 else:
     CACHES = {
         "default": {
@@ -192,7 +199,7 @@ else:
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "beluga"),
         }
     }
-RATELIMIT_USE_CACHE = "default"
+    RATELIMIT_USE_CACHE = "default"
 # A counter lost mid-window (a cache restart or flush) must not turn into 429s for everyone.
 RATELIMIT_FAIL_OPEN = True
 # django-ratelimit only knows stock backends; gateway.cache.AtomicDatabaseCache
@@ -361,6 +368,11 @@ BELUGA = {
     # Seconds an authenticated key stays in the shared cache. Revocation marks
     # the entry stale at once, so this bounds nothing but memory.
     "KEY_CACHE_SECONDS": env_int("BELUGA_KEY_CACHE_SECONDS", 300),
+    # Threads per process that close answers after their last byte, writing the
+    # call's usage record and settling its hold off the client's connection
+    # (0: in the request's own thread). When all are busy, the request's thread
+    # writes its own record, as with 0.
+    "RECORD_THREADS": env_int("BELUGA_RECORD_THREADS", 2),
     # Pooled keep-alive connections per upstream per worker process.
     "UPSTREAM_POOL_SIZE": env_int("BELUGA_UPSTREAM_POOL_SIZE", 512),
     # The local simulator that serves the demo model when no provider key is set.

@@ -15,12 +15,14 @@ from django.core.servers.basehttp import ThreadedWSGIServer, WSGIServer
 from accounts.models import Plan
 from accounts.services import _last_used_seen, api_key_create, user_create
 from billing.services import balance_grant
+from gateway.wsgi import application
 
 pytest_plugins = [
     "tests.fixtures_gateway",
     "tests.fixtures_media",
     "tests.fixtures_media_tasks",
     "tests.fixtures_browser",
+    "tests.fixtures_servers",
 ]
 
 
@@ -28,8 +30,9 @@ class _LiveRequests:
     """Requests the live server is still handling, until the WSGI server has closed their answers.
 
     Beluga writes a call's usage record when the server closes the answer, after its last byte
-    went out: a test can see its answer before the record is written. Its table flush must wait
-    for that, or PostgreSQL's TRUNCATE and the record's INSERT deadlock."""
+    went out (on gateway.after_response's pool): a test can see its answer before the record is
+    written. Its table flush must wait for that, or PostgreSQL's TRUNCATE and the record's INSERT
+    deadlock."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -119,6 +122,7 @@ def _clean_shared_state(request):
     yield
     if "live_server" in request.fixturenames:
         _live_requests.wait_idle()
+        application.after_response.wait_idle(timeout=15)  # records written off the connection
     catalog_cache_clear()
     if "ledger_invariants" not in request.fixturenames and _uses_db(request):
         _assert_ledger_invariants()

@@ -1,5 +1,7 @@
 """The shared cache backends Beluga configures (see gateway/cache.py)."""
 
+import time
+
 import pytest
 
 
@@ -16,3 +18,73 @@ def test_redis_cache_increments_in_one_step_and_refuses_missing_keys():
     cache.delete("incr-probe")
     with pytest.raises(ValueError):
         cache.incr("incr-probe")
+
+
+def _counter_cache():
+    from django.conf import settings
+    from django.core.cache import caches
+
+    from gateway.cache import RequestCounterRedisCache
+
+    cache = caches[settings.RATELIMIT_USE_CACHE]
+    if not isinstance(cache, RequestCounterRedisCache):
+        pytest.skip("REDIS_URL not set: django-ratelimit counts on the embedded database cache")
+    return cache
+
+
+def _usage(request, value: str):
+    from django_ratelimit.core import get_usage
+
+    return get_usage(request, group="probe", key=lambda _g, _r: value, rate=(1000, 60), increment=True)
+
+
+def test_request_counters_count_one_call_in_one_round_trip(rf):
+    """django-ratelimit's add-then-incr reaches Redis as one command per counted request."""
+    import secrets
+    import threading
+
+    import redis
+    from django.conf import settings
+    from django_ratelimit import ALL
+    from django_ratelimit.core import _get_window, _make_cache_key
+
+    cache = _counter_cache()
+    request = rf.post("/v1/chat/completions")
+    _usage(request, "warm-up")  # the first call of a process loads the Lua script
+    value = f"probe-{secrets.token_hex(6)}"
+    counter_key = cache.make_key(_make_cache_key("probe", _get_window(value, 60), (1000, 60), value, ALL))
+    sentinel = f"end-{value}"
+    seen: list[dict] = []
+    ready = threading.Event()
+
+    def watch() -> None:
+        with redis.Redis.from_url(settings.REDIS_URL).monitor() as monitor:
+            ready.set()
+            for command in monitor.listen():
+                if sentinel in command["command"]:
+                    return
+                if counter_key in command["command"] and command.get("client_type") != "lua":
+                    seen.append(command["command"].split()[0].upper())
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    assert ready.wait(5)
+    time.sleep(0.2)  # MONITOR is registered once the server answered it
+    counts = [_usage(request, value)["count"] for _ in range(5)]
+    redis.Redis.from_url(settings.REDIS_URL).echo(sentinel)
+    watcher.join(10)
+
+    assert counts == [1, 2, 3, 4, 5]
+    assert seen == ["EVALSHA"] * 5  # not SET NX, then EXISTS + INCRBY
+
+
+def test_request_counters_stay_exact_across_threads(rf):
+    """Every thread's count comes from its own increment: 8 threads x 40 calls give 1..320 once each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _counter_cache()
+    request = rf.post("/v1/chat/completions")
+    value = f"probe-{time.time_ns()}"
+    with ThreadPoolExecutor(8) as pool:
+        counts = list(pool.map(lambda _: _usage(request, value)["count"], range(320)))
+    assert sorted(counts) == list(range(1, 321))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,12 +19,10 @@ import time
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
-from urllib.parse import quote
 
 import pytest
 import requests
 from django.conf import settings
-from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -34,16 +31,11 @@ from billing.models import Balance, LedgerEntry, Reservation, UsageRecord
 from billing.services import reserve
 from billing.tasks import reservations_sweep_task, spend_alerts_task
 from tests.fixtures_gateway import chat_body
+from tests.fixtures_servers import ON_POSTGRES_AND_REDIS, ROOT, children_of, server_env, stop_process, wait_for
 
 pytestmark = pytest.mark.usefixtures("ledger_invariants")
 
-ROOT = Path(__file__).resolve().parent.parent
 CREDIT = 100_000_000  # what user_factory grants: 100 USD
-ON_POSTGRES_AND_REDIS = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and bool(
-    settings.REDIS_URL
-)
-# Variables of the test's own environment that must not reach the servers it starts.
-_EXTERNAL = ("DEBUG", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "PORT", "BIND")
 
 
 # --- the task, in process (any database) -------------------------------------------------
@@ -112,124 +104,6 @@ def test_beat_schedules_the_periodic_tasks():
 # --- the crash, for real (PostgreSQL + Redis) ---------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _database_url() -> str:
-    """The test database (pytest-django's test_<name>), as a URL for the processes we start."""
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{quote(db['NAME'], safe='')}"
-
-
-def _server_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in _EXTERNAL}
-    env |= {
-        "DJANGO_SETTINGS_MODULE": "gateway.settings",
-        "SECRET_KEY": "sweeper-test-not-secret",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "BELUGA_DATA_DIR": str(data_dir),
-        "DATABASE_URL": _database_url(),
-        "DATABASE_POOL_MIN": "1",
-        "DATABASE_POOL_MAX": "4",
-        "REDIS_URL": settings.REDIS_URL,
-        "CACHE_KEY_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", "beluga"),
-        "LOG_LEVEL": "WARNING",
-    }
-    return env | extra
-
-
-def _stop(proc: subprocess.Popen, *, grace: float) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _children(pid: int) -> list[int]:
-    """The live child processes of `pid` (from /proc: gunicorn's workers are its master's children)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if int(ppid) == pid and state != "Z":
-            found.append(int(entry.name))
-    return found
-
-
-def _wait_for(condition, *, timeout: float, what: str, log: Path | None = None):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            tail = f"\n--- {log.name} ---\n{log.read_text()[-4000:]}" if log and log.exists() else ""
-            pytest.fail(f"timed out after {timeout} s waiting for {what}{tail}")
-        time.sleep(0.05)
-
-
-class Server:
-    def __init__(self, proc: subprocess.Popen, url: str, log: Path) -> None:
-        self.proc = proc
-        self.url = url
-        self.log = log
-
-    def worker_pid(self) -> int:
-        return _wait_for(lambda: _children(self.proc.pid), timeout=15, what="a gunicorn worker", log=self.log)[0]
-
-
-@pytest.fixture
-def beluga_server(transactional_db, tmp_path):
-    """Beluga under gunicorn (one worker), on the test database, holds expiring after 1 s."""
-    port = _free_port()
-    env = _server_env(
-        tmp_path,
-        DEBUG="0",
-        BIND=f"127.0.0.1:{port}",
-        WEB_CONCURRENCY="1",
-        GUNICORN_THREADS="8",
-        BELUGA_RESERVATION_TIMEOUT_SECONDS="1",
-    )
-    log = tmp_path / "gunicorn.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "gateway.wsgi"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-
-        def listening() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(f"gunicorn exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    return True
-            except OSError:
-                return False
-
-        _wait_for(listening, timeout=30, what="gunicorn to listen", log=log)
-        yield Server(proc, f"http://127.0.0.1:{port}", log)
-    finally:
-        _stop(proc, grace=40)
-
-
 @pytest.fixture
 def celery_worker(transactional_db, tmp_path):
     """A real Celery worker on the test database, consuming a queue of its own on the test's Redis."""
@@ -257,14 +131,14 @@ def celery_worker(transactional_db, tmp_path):
                 "INFO",
             ],
             cwd=ROOT,
-            env=_server_env(tmp_path),
+            env=server_env(tmp_path),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     try:
         yield queue, proc, log
     finally:
-        _stop(proc, grace=20)
+        stop_process(proc, grace=20)
 
 
 def _stream_in_thread(url: str, raw_key: str) -> dict:
@@ -308,18 +182,18 @@ def test_hold_of_a_worker_killed_mid_call_is_released_by_the_sweeper(
     fake_upstream.set(hold_after_events=1)  # the upstream sends its first chunk, then waits
 
     call = _stream_in_thread(beluga_server.url, raw_key)
-    _wait_for(call["first_event"].is_set, timeout=20, what="the stream's first event", log=beluga_server.log)
-    reservation = _wait_for(
+    wait_for(call["first_event"].is_set, timeout=20, what="the stream's first event", log=beluga_server.log)
+    reservation = wait_for(
         lambda: Reservation.objects.filter(user_id=key_row.user_id).first(),
         timeout=20,
         what="the call's reservation",
         log=beluga_server.log,
     )
-    _wait_for(lambda: fake_upstream.chat_requests, timeout=10, what="the upstream call", log=beluga_server.log)
+    wait_for(lambda: fake_upstream.chat_requests, timeout=10, what="the upstream call", log=beluga_server.log)
 
     worker = beluga_server.worker_pid()
     os.kill(worker, signal.SIGKILL)
-    _wait_for(lambda: worker not in _children(beluga_server.proc.pid), timeout=10, what="the worker to die")
+    wait_for(lambda: worker not in children_of(beluga_server.proc.pid), timeout=10, what="the worker to die")
     call["thread"].join(timeout=10)
     fake_upstream.release_stream()
 
@@ -340,7 +214,7 @@ def test_hold_of_a_worker_killed_mid_call_is_released_by_the_sweeper(
 
     time.sleep(max(0.0, (reservation.expires_at - timezone.now()).total_seconds()) + 0.2)
     result = reservations_sweep_task.apply_async(queue=queue)
-    released = _wait_for(
+    released = wait_for(
         lambda: _result_or_none(result, celery_proc, celery_log),
         timeout=60,
         what="the Celery worker to run the sweep",

@@ -153,6 +153,7 @@ def _speak(ctx: CallContext, spec: SpeechRequest, charge: MediaCharge) -> HttpRe
     response[COST_HEADER] = str(charge.cost)
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx in front must not buffer the audio
+    response.records_on_close = True  # closed off the connection (gateway/after_response.py)
     return response
 
 
