@@ -16,9 +16,14 @@ variables (all listed in .env.example):
     BIND              address to listen on (default 127.0.0.1:8000)
     PORT              when BIND is unset: listen on 0.0.0.0:$PORT (gunicorn's and PaaS convention)
     ACCESS_LOG        1 to write an access log to stdout (default off: usage records are the log)
+    PROMETHEUS_MULTIPROC_DIR  where the workers write their metrics for /metrics; its *.db files are
+                      wiped at start (default: $BELUGA_DATA_DIR/metrics, BELUGA_DATA_DIR's default
+                      being ./var as in Django's settings; see docs/metrics.md)
 """
 
+import glob
 import os
+from pathlib import Path
 
 # Not gateway.settings' helpers: importing Django settings here would configure
 # Django in the master process before fork.
@@ -31,6 +36,27 @@ def _env_int(name: str, default: int) -> int:
 
 def _env_bool(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+# /metrics must count every worker, whichever answers the scrape: prometheus_client's multiprocess mode,
+# which each worker picks when it first imports prometheus_client, from this variable (inherited at fork).
+# Beluga's own data directory by default: one per deployment, so two servers on a machine never mix.
+_data_dir = Path(os.environ.get("BELUGA_DATA_DIR") or Path(__file__).resolve().parent / "var")
+_metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(_data_dir / "metrics"))
+os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def on_starting(server):
+    # Counts start from zero with each server; only the metric files go (the directory may be shared).
+    for path in glob.glob(os.path.join(_metrics_dir, "*.db")):
+        os.remove(path)
+
+
+def child_exit(server, worker):
+    # A dead worker's counters stay in the totals; only its live gauges are dropped.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, _metrics_dir)
 
 
 wsgi_app = "gateway.wsgi:application"

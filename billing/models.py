@@ -59,6 +59,9 @@ class UsageRecord(models.Model):
     media_unit_price = models.BigIntegerField(db_default=0)
     latency_ms = models.PositiveIntegerField(default=0, help_text="Whole request, as seen by Beluga.")
     upstream_latency_ms = models.PositiveIntegerField(default=0, help_text="Upstream call to its last byte.")
+    # Every upstream the call tried, in order: {"upstream", "model", "credential", "status", "outcome",
+    # "latency_ms"}; the last one answered (or failed last). Only the call's answer is billed.
+    attempts = models.JSONField(default=list, db_default=[], blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:

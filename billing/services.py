@@ -25,6 +25,7 @@ import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+import orjson
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Sum
@@ -65,6 +66,7 @@ _USAGE_FIELDS = (
     "media_unit_price",
     "latency_ms",
     "upstream_latency_ms",
+    "attempts",
     "created_at",
 )
 
@@ -169,6 +171,7 @@ def usage_record(
     media: MediaCharge | None = None,
     latency_ms: int = 0,
     upstream_latency_ms: int = 0,
+    attempts: list[dict] | None = None,
     hold: Hold | None = None,
     charge_balance: bool = False,
 ) -> None:
@@ -214,6 +217,7 @@ def usage_record(
         media.unit_price if media else 0,
         latency_ms,
         upstream_latency_ms,
+        orjson.dumps(attempts or []).decode(),
         timezone.now(),
     )
     if hold is None and not (charge_balance and cost_micro_usd):

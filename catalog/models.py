@@ -101,6 +101,23 @@ class AIModel(models.Model):
     context_window = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens, where known.")
     max_output_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens, where known.")
     enabled = models.BooleanField(default=True, db_index=True)
+    routing = models.CharField(
+        max_length=16,
+        choices=[
+            ("priority", "By priority, then at random by weight"),
+            ("latency", "By priority, then the lowest recent latency"),
+        ],
+        default="priority",
+        db_default="priority",  # older instances keep inserting during a rolling deploy
+        help_text="How a call picks among this model's routes of the same priority.",
+    )
+    fallbacks = models.JSONField(
+        default=list,
+        db_default=[],
+        blank=True,
+        help_text="Model ids tried in this order when none of this model's upstreams can take the call, "
+        'e.g. ["gpt-5.4-mini"].',
+    )
 
     input_per_1m = models.BigIntegerField(
         null=True, blank=True, default=None, help_text="Sale price, micro-USD per 1M input tokens."
@@ -185,6 +202,11 @@ class AIModel(models.Model):
             isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in prices.values()
         ):
             errors["per_image_by_option"] = 'Must map options to whole micro-USD, e.g. {"hd": 80000}.'
+        fallbacks = self.fallbacks
+        if not isinstance(fallbacks, list) or not all(isinstance(v, str) and v for v in fallbacks):
+            errors["fallbacks"] = 'Must be a JSON list of model ids, e.g. ["gpt-5.4-mini"].'
+        elif self.slug in fallbacks:
+            errors["fallbacks"] = "A model cannot fall back to itself."
         if errors:
             raise ValidationError(errors)
 
@@ -215,9 +237,36 @@ class Upstream(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.OPENAI)
     base_url = models.URLField(max_length=300, help_text="e.g. https://api.openai.com/v1")
     # Either the credential itself or `env:VAR` to read it from the environment at call time.
+    # More credentials (a key pool, rotated round-robin) are UpstreamCredential rows.
     api_key = models.CharField(max_length=500, blank=True)
-    connect_timeout = models.FloatField(default=10.0, help_text="Seconds.")
-    read_timeout = models.FloatField(default=600.0, help_text="Seconds between bytes from the upstream.")
+    # Set when the upstream refused api_key (401/403): out of rotation until cleared in the admin.
+    api_key_failed_at = models.DateTimeField(null=True, blank=True)
+    connect_timeout = models.FloatField(default=10.0, help_text="Seconds to open a connection.")
+    first_byte_timeout = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Seconds from sending a request to the answer's headers (a whole answer's, or a stream's start). "
+        "Empty: the idle timeout.",
+    )
+    read_timeout = models.FloatField(
+        "idle timeout", default=600.0, help_text="Seconds of silence allowed between bytes (between stream chunks)."
+    )
+    total_timeout = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Seconds a whole call to this upstream may take before it is cut. Empty: only the request deadline.",
+    )
+    max_concurrency = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Calls in flight to this upstream across every instance; a call over the cap goes to the next "
+        "upstream. Empty: no cap.",
+    )
+    health_probe = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="Send a cheap request (list models) on a schedule when it sees no traffic.",
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -227,6 +276,27 @@ class Upstream(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class UpstreamCredential(models.Model):
+    """One more credential for an upstream: the pool is the upstream's api_key and these, round-robin.
+
+    A credential the upstream refuses (401/403) is taken out of rotation (`failed_at`) and shown in the
+    admin until someone fixes it and clears the mark."""
+
+    upstream = models.ForeignKey(Upstream, on_delete=models.CASCADE, related_name="credentials")
+    label = models.SlugField(max_length=64, help_text="A name to tell it apart (never the key itself).")
+    api_key = models.CharField(max_length=500, help_text="The credential, or env:VAR.")
+    enabled = models.BooleanField(default=True)
+    failed_at = models.DateTimeField(null=True, blank=True, help_text="Refused by the upstream (401/403) at.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["upstream", "label"]
+        constraints = [models.UniqueConstraint(fields=["upstream", "label"], name="credential_unique_upstream_label")]
+
+    def __str__(self) -> str:
+        return f"{self.upstream.name}:{self.label}"
 
 
 class Route(models.Model):

@@ -18,12 +18,18 @@ from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db import connection
 from django.db.models import Q, QuerySet
 
-from catalog.models import CHAT_CATEGORIES, AIModel, PriceChange, Route, Upstream
+from catalog.models import CHAT_CATEGORIES, AIModel, PriceChange, Route, Upstream, UpstreamCredential
+
+PRIMARY_CREDENTIAL = "primary"  # the label of Upstream.api_key in the pool
 
 
 @dataclass(frozen=True, slots=True)
 class RouteTarget:
-    """Everything needed to call one upstream for one model."""
+    """Everything needed to call one upstream for one model.
+
+    `api_key` is the credential of this attempt (the first of the pool until
+    gateway.routing picks one); `credentials` is the pool in rotation, as
+    (label, resolved key) pairs, without the ones the upstream refused."""
 
     upstream_id: int
     upstream_name: str
@@ -31,11 +37,16 @@ class RouteTarget:
     base_url: str
     api_key: str  # resolved credential; never logged or returned
     connect_timeout: float
-    read_timeout: float
+    read_timeout: float  # idle: between bytes, between stream chunks
     upstream_model: str
     priority: int
     weight: int
     params: dict = field(default_factory=dict)  # merged into the upstream body, over the client's values
+    first_byte_timeout: float | None = None  # to the answer's headers; None: read_timeout
+    total_timeout: float | None = None  # a whole call; None: only the request's deadline
+    max_concurrency: int | None = None  # calls in flight across instances; None: no cap
+    credential: str = PRIMARY_CREDENTIAL  # the label of api_key
+    credentials: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +77,8 @@ class ModelInfo:
     routes: tuple[RouteTarget, ...] = field(default=())
     media_options: dict = field(default_factory=dict)  # AIModel.media_options: what a media model accepts
     per_image_by_option: dict = field(default_factory=dict)  # per-image prices by quality / size
+    routing: str = "priority"  # or "latency": how routes of one priority are ordered
+    fallbacks: tuple[str, ...] = ()  # model ids tried when none of this model's upstreams can take a call
 
 
 def upstream_credential(value: str) -> str:
@@ -85,26 +98,46 @@ class _Snapshot:
 _snapshot = _Snapshot()
 
 
+def _credential_pools() -> dict[int, list[tuple[str, str]]]:
+    """Each upstream's extra credentials in rotation (enabled, not refused), resolved."""
+    pools: dict[int, list[tuple[str, str]]] = {}
+    rows = UpstreamCredential.objects.filter(enabled=True, failed_at__isnull=True, upstream__enabled=True)
+    for row in rows.order_by("upstream_id", "label"):
+        key = upstream_credential(row.api_key)
+        if key:
+            pools.setdefault(row.upstream_id, []).append((row.label, key))
+    return pools
+
+
 def _load() -> dict[str, ModelInfo]:
     routes_by_model: dict[int, list[RouteTarget]] = {}
     route_rows = Route.objects.filter(enabled=True, upstream__enabled=True, model__enabled=True).select_related(
         "upstream"
     )
+    extra_credentials = _credential_pools()
     for route in route_rows:
         up = route.upstream
+        primary = upstream_credential(up.api_key) if up.api_key_failed_at is None else ""
+        pool = ([(PRIMARY_CREDENTIAL, primary)] if primary else []) + extra_credentials.get(up.id, [])
+        label, key = pool[0] if pool else (PRIMARY_CREDENTIAL, "")
         routes_by_model.setdefault(route.model_id, []).append(
             RouteTarget(
                 upstream_id=up.id,
                 upstream_name=up.name,
                 kind=up.kind,
                 base_url=up.base_url.rstrip("/"),
-                api_key=upstream_credential(up.api_key),
+                api_key=key,
                 connect_timeout=up.connect_timeout,
                 read_timeout=up.read_timeout,
                 upstream_model=route.upstream_model,
                 priority=route.priority,
                 weight=route.weight,
                 params=route.params if isinstance(route.params, dict) else {},
+                first_byte_timeout=up.first_byte_timeout,
+                total_timeout=up.total_timeout,
+                max_concurrency=up.max_concurrency,
+                credential=label,
+                credentials=tuple(pool),
             )
         )
     models = {}
@@ -128,6 +161,8 @@ def _load() -> dict[str, ModelInfo]:
             routes=tuple(sorted(routes_by_model.get(m.id, ()), key=lambda r: r.priority)),
             media_options=m.media_options if isinstance(m.media_options, dict) else {},
             per_image_by_option=m.per_image_by_option if isinstance(m.per_image_by_option, dict) else {},
+            routing=m.routing,
+            fallbacks=tuple(v for v in m.fallbacks if isinstance(v, str)) if isinstance(m.fallbacks, list) else (),
         )
     return models
 

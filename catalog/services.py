@@ -30,3 +30,20 @@ def model_prices_record(
         return None
     user = changed_by if changed_by is not None and changed_by.is_authenticated else None
     return PriceChange.objects.create(model=model, prices=prices, changed_by=user, source=source)
+
+
+def upstream_credential_refused(*, upstream_id: int, label: str) -> None:
+    """Mark a credential the upstream refused (401/403): out of rotation everywhere once the catalog
+    snapshots reload, and flagged in the admin until someone clears `failed_at`."""
+    from django.utils import timezone
+
+    from catalog.models import Upstream, UpstreamCredential
+    from catalog.selectors import PRIMARY_CREDENTIAL
+
+    now = timezone.now()
+    if label == PRIMARY_CREDENTIAL:
+        Upstream.objects.filter(id=upstream_id, api_key_failed_at__isnull=True).update(api_key_failed_at=now)
+    else:
+        UpstreamCredential.objects.filter(upstream_id=upstream_id, label=label, failed_at__isnull=True).update(
+            failed_at=now
+        )

@@ -95,6 +95,8 @@ def generation_json(record: UsageRecord) -> dict:
         "generation_time": record.upstream_latency_ms,
         "latency_ms": record.latency_ms,
         "upstream_latency_ms": record.upstream_latency_ms,
+        # Every upstream the call tried, in order (the last one answered); only the answer was billed.
+        "attempts": record.attempts or [],
     }
 
 

@@ -1,15 +1,18 @@
-"""Request ids on every response, and OpenAI-shaped errors on every API path."""
+"""Request ids on every response, OpenAI-shaped errors on every API path, and each API request counted
+for /metrics (gateway/metrics.py)."""
 
 from __future__ import annotations
 
 import logging
 import re
 import secrets
+import time
 
 import orjson
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 
+from gateway import metrics
 from gateway.errors import (
     ApiError,
     InternalError,
@@ -74,6 +77,7 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        started = time.perf_counter()
         incoming = request.META.get("HTTP_X_REQUEST_ID", "")
         request.request_id = incoming if _CLIENT_ID.match(incoming) else new_request_id()
         try:
@@ -82,11 +86,20 @@ class RequestIdMiddleware:
             response = self._api_error(request, exc)
             if response is None:
                 raise
-        if response.status_code >= 400 and is_api_path(request.path) and not _is_json(response):
+        api = is_api_path(request.path)
+        if response.status_code >= 400 and api and not _is_json(response):
             # An error Django answered itself (a disallowed Host, a CSRF or security check):
             # same status, in the API's own error shape.
             response = api_error_response(request, _error_for_status(response.status_code))
         response["X-Request-Id"] = request.request_id
+        if api:
+            match = request.resolver_match  # None when no URL pattern matched
+            metrics.request_observed(
+                endpoint=(match.url_name if match else None) or "other",
+                method=request.method,
+                status=response.status_code,
+                seconds=time.perf_counter() - started,
+            )
         return response
 
     def process_exception(self, request, exc):

@@ -63,8 +63,12 @@ from gateway.protocols import (
 )
 from gateway.protocols.conversation import Conversation, Image, Reply, ToolResult, Usage
 from gateway.providers import openai as openai_adapter
-from gateway.providers.http import post, session_for
+from gateway.providers.http import idle_timeout_set, post, session_for, upstream_timeout
 from gateway.providers.image_fetch import fetch_image
+from gateway.routing import breakers
+from gateway.routing.budget import retry_budget
+from gateway.routing.plan import candidates, credential_refused, latency_observed, with_credential
+from gateway.routing.slots import slot_give_back, slot_take
 from gateway.streaming import RelayedStream, StreamOutcome, TranslatedStream
 from gateway.validation import validate_chat_request
 
@@ -80,6 +84,12 @@ UPSTREAM_PROTOCOLS = {
 # Upstream kinds that need an image's bytes: a URL is fetched by Beluga (safely) first.
 NEEDS_IMAGE_BYTES = frozenset({"gemini"})
 DROPPED_HEADER = "X-Beluga-Dropped-Params"
+UPSTREAM_HEADER = "X-Beluga-Upstream"  # which upstream answered
+MODEL_HEADER = "X-Beluga-Model"  # which model answered (a fallback's id when one did)
+# Upstream answers worth another upstream: transient, not the request's fault.
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The upstream refused Beluga's credential: it leaves the pool; the call may go on with another.
+CREDENTIAL_STATUSES = frozenset({401, 403})
 COST_HEADER = "X-Request-Cost-Micro-Usd"
 # Without the upstream's usage (a stream cut short), tokens are estimated from
 # characters: about four characters a token for English text with OpenAI's
@@ -117,6 +127,29 @@ class CallContext:
     body: dict | None = None  # the fast path: the validated OpenAI body, forwarded as is
     hold: Hold | None = None  # the money held for this call (prepaid accounts, key budgets)
     recorded: bool = False  # the usage record (and the hold's settle) is written
+    # Routed calls (model_call): every upstream tried, and the breakers that let the current one through.
+    attempts: list[dict] | None = None
+    admission: breakers.Admission | None = None
+    attempt_started: float = 0.0
+
+
+class AttemptFailed(Exception):
+    """One upstream of a routed call failed before answering (nothing was sent to the client)."""
+
+    def __init__(self, error: ApiError, *, outcome: str, status: int | None, retry_after: float | None = None):
+        super().__init__(outcome)
+        self.error = error
+        self.outcome = outcome  # "http_503", "timeout", "connect_error", ...
+        self.status = status  # the upstream's HTTP status, when it answered
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.status is None or self.status in RETRYABLE_STATUSES
+
+    @property
+    def credential_refused(self) -> bool:
+        return self.status in CREDENTIAL_STATUSES
 
 
 def raw_key_from(request: HttpRequest) -> str:
@@ -503,8 +536,8 @@ def model_call(
                 raise InvalidRequest("Missing required parameter: 'model'.", param="model")
         found, route = model_and_route(slug, categories=CHAT_CATEGORIES, served="chat", key=key)
         # The same protocol on both sides: the client's request goes as it is (see _passthrough).
-        passthrough = chat is None and hasattr(inbound.module, "passthrough_request")
-        passthrough = passthrough and UPSTREAM_PROTOCOLS.get(route.kind) is inbound.module
+        can_pass = chat is None and hasattr(inbound.module, "passthrough_request")
+        passthrough = can_pass and UPSTREAM_PROTOCOLS.get(route.kind) is inbound.module
         if chat is not None:
             streaming = chat.stream
         elif passthrough:
@@ -515,32 +548,181 @@ def model_call(
             streaming = conversation.stream
         if streaming and not found.supports_stream:
             raise InvalidRequest(f"The model '{found.slug}' does not support streaming.", param="stream")
-        if chat is not None and route.kind == "openai":
-            ctx = CallContext(
-                request.request_id, started, key, inbound, found, route, streaming, prompt_chars(chat.body), chat.body
-            )
-            hold_for_call(ctx, body)
-            response = run_held(
-                ctx, lambda: _stream(ctx, include_usage=chat.include_usage) if streaming else _complete(ctx)
-            )
+        if chat is not None:
+            chars = prompt_chars(chat.body)
         elif passthrough:
-            ctx = CallContext(request.request_id, started, key, inbound, found, route, streaming, text_chars(body))
-            hold_for_call(ctx, body)
-            response = run_held(ctx, lambda: _passthrough(ctx, body, request.headers, writer_options or {}))
+            chars = text_chars(body)
         else:
+            chars = conversation_chars(conversation)
+        ctx = CallContext(request.request_id, started, key, inbound, found, route, streaming, chars)
+        options = writer_options or {}
+
+        def call_route() -> HttpResponse:
+            """The call to the route of this attempt (ctx.route), by the pair of protocols it makes."""
+            nonlocal conversation
+            if chat is not None and ctx.route.kind == "openai":
+                ctx.body = chat.body
+                return _stream(ctx, include_usage=chat.include_usage) if streaming else _complete(ctx)
+            if can_pass and UPSTREAM_PROTOCOLS.get(ctx.route.kind) is inbound.module:
+                return _passthrough(ctx, body, request.headers, options)
             if conversation is None:
-                conversation = openai_chat.conversation_from(chat)
-            ctx = CallContext(
-                request.request_id, started, key, inbound, found, route, streaming, conversation_chars(conversation)
-            )
-            hold_for_call(ctx, body)
-            response = run_held(ctx, lambda: _translated(ctx, conversation, writer_options or {}))
+                if chat is not None:
+                    conversation = openai_chat.conversation_from(chat)
+                else:
+                    conversation = inbound.module.read_request(body, model=model, stream=stream)
+            return _translated(ctx, conversation, options)
+
+        hold_for_call(ctx, body)
+        response = run_held(ctx, lambda: _call_upstreams(ctx, call_route))
     except ApiError as error:
         error.headers = {**limit.headers(), **error.headers}
         raise
     for name, value in limit.headers().items():
         response[name] = value
     return response
+
+
+# --- routing: the upstreams a call tries (gateway/routing, docs/routing.md) ---------
+
+
+def _call_upstreams(ctx: CallContext, call_route) -> HttpResponse:
+    """Try the model's upstreams (then its fallbacks') in order until one answers.
+
+    An attempt that fails before anything reached the client (unreachable,
+    timed out before its headers, 429 or 5xx) goes on to the next upstream,
+    within MAX_ATTEMPTS, the request's deadline and the retry budget; a 4xx
+    is the request's own fault and is returned as it is. A 401/403 refused
+    Beluga's credential: it leaves the pool and the same upstream is tried
+    with its next credential, never another upstream.
+    Upstreams whose breaker is open or that are at their concurrency cap are
+    skipped. Each attempt is kept for the usage record; only the answer is billed.
+    """
+    limits = settings.BELUGA
+    deadline = ctx.started + limits["REQUEST_DEADLINE_SECONDS"]
+    ctx.attempts = []
+    retry_budget.call_started()
+    requested = ctx.model
+    last: AttemptFailed | None = None
+    skipped = 0
+
+    def usable_fallback(slug: str) -> ModelInfo | None:
+        other = model_get(slug=slug)
+        if other is None or other.category not in CHAT_CATEGORIES or not other.priced:
+            return None
+        if not ctx.key.allows_model(other.slug) or (ctx.stream and not other.supports_stream):
+            return None
+        return other
+
+    plan = candidates(requested, fallback=usable_fallback)
+    pending: list[tuple[ModelInfo, RouteTarget]] = []  # the same upstream again, with its next credential
+    while True:
+        if pending:
+            model, route = pending.pop()
+        else:
+            nxt = next(plan, None)
+            if nxt is None:
+                break
+            model, route = nxt
+        if len(ctx.attempts) >= limits["MAX_ATTEMPTS"] or time.perf_counter() >= deadline:
+            break
+        admission = breakers.admit(upstream_id=route.upstream_id, model=model.slug)
+        if admission is None:
+            skipped += 1
+            continue
+        attempt_route = with_credential(route)
+        if attempt_route is None or not slot_take(attempt_route):
+            skipped += 1
+            continue
+        if ctx.attempts and not retry_budget.retry_allowed():
+            slot_give_back(attempt_route)
+            break
+        ctx.model, ctx.route, ctx.admission = model, attempt_route, admission
+        ctx.attempt_started = time.perf_counter()
+        try:
+            response = call_route()
+        except AttemptFailed as failure:
+            _attempt_failed(ctx, failure)
+            last = failure
+            if failure.credential_refused:
+                # Beluga's credential, not the request: the pool's next one, on this upstream only
+                # (401/403 never move a call to another upstream).
+                if not route.credentials:
+                    break  # an upstream without credentials: nothing to rotate
+                _credential_refused(attempt_route)
+                if with_credential(route) is None:
+                    break
+                pending.append((model, route))
+                continue
+            if not failure.retryable:
+                break
+            continue
+        response[UPSTREAM_HEADER] = attempt_route.upstream_name
+        response[MODEL_HEADER] = model.slug
+        return response
+    if last is None:
+        cooldown = int(limits["BREAKER_COOLDOWN_SECONDS"])
+        raise UpstreamError(
+            f"Every upstream of '{requested.slug}' is unavailable right now (circuit open or at capacity); "
+            f"retry in {cooldown} s.",
+            status=503,
+            code="upstream_unavailable",
+            headers={"Retry-After": str(max(1, cooldown))},
+        )
+    error = last.error
+    if last.status == 429 and last.retry_after is not None:
+        error.headers = {**error.headers, "Retry-After": str(int(math.ceil(last.retry_after)))}
+    _record(
+        ctx,
+        status_code=error.status,
+        error_type=error.code or error.type,
+        upstream_latency_ms=_ms(ctx.attempt_started),
+    )
+    raise error
+
+
+def _attempt_entry(ctx: CallContext, *, status: int | None, outcome: str) -> dict:
+    return {
+        "upstream": ctx.route.upstream_name,
+        "model": ctx.model.slug,
+        "credential": ctx.route.credential,
+        "status": status,
+        "outcome": outcome,
+        "latency_ms": _ms(ctx.attempt_started),
+    }
+
+
+def _attempt_failed(ctx: CallContext, failure: AttemptFailed) -> None:
+    ctx.attempts.append(_attempt_entry(ctx, status=failure.status, outcome=failure.outcome))
+    slot_give_back(ctx.route)
+    if failure.retryable:  # a 4xx says nothing about the upstream's health
+        breakers.failed(ctx.admission)
+    ctx.admission = None
+
+
+def _attempt_ended(ctx: CallContext, *, status: int, error_type: str) -> None:
+    """The answering attempt ended (its answer sent or cut): count it for the breakers, free its slot."""
+    ok = status < 500
+    ctx.attempts.append(_attempt_entry(ctx, status=status, outcome="ok" if ok else error_type or f"http_{status}"))
+    slot_give_back(ctx.route)
+    if ok:
+        breakers.succeeded(ctx.admission)
+        latency_observed(upstream_id=ctx.route.upstream_id, model=ctx.model.slug, ms=_ms(ctx.attempt_started))
+    else:
+        breakers.failed(ctx.admission)
+    ctx.admission = None
+
+
+def _credential_refused(route: RouteTarget) -> None:
+    """Out of the pool here at once, and for every instance once the refusal is saved."""
+    from catalog.services import upstream_credential_refused
+
+    credential_refused(upstream_id=route.upstream_id, label=route.credential)
+    try:
+        upstream_credential_refused(upstream_id=route.upstream_id, label=route.credential)
+    except Exception:  # noqa: BLE001 - flagging is best effort; this process already stopped using it
+        logger.exception("could not flag credential %s of %s", route.credential, route.upstream_name)
+    finally:
+        release_db_connection()
 
 
 def call_cost(ctx: CallContext, usage: Usage | None) -> int:
@@ -578,6 +760,8 @@ def _record(
         logger.error("call %s was already recorded; not recording it twice", ctx.request_id)
         return cost
     usage = usage or Usage()
+    if ctx.admission is not None:
+        _attempt_ended(ctx, status=fields.get("status_code", 200), error_type=fields.get("error_type", ""))
     try:
         _usage_record(ctx, usage, cost, estimated, {**fields, "media": media})
     except Exception:
@@ -610,6 +794,7 @@ def _usage_record(ctx: CallContext, usage: Usage, cost: int, estimated: bool, fi
         cost_micro_usd=cost,
         prices=charged_prices(ctx.model),
         latency_ms=_ms(ctx.started),
+        attempts=ctx.attempts,
         hold=ctx.hold,
         charge_balance=ctx.key.prepaid,
         **fields,
@@ -621,32 +806,49 @@ def _estimated_usage(ctx: CallContext, output_chars: int) -> Usage:
 
 
 def _send(ctx: CallContext, *, call, read_error):
-    """Call the upstream; an unreachable upstream or a non-200 answer is recorded and raised.
+    """Call the upstream; an unreachable upstream or a non-200 answer fails the attempt.
 
     `call()` returns the upstream's response or raises UpstreamError;
-    `read_error` maps a non-200 answer to what the client sees.
+    `read_error` maps a non-200 answer to what the client sees. In a routed
+    call (model_call) the failure is raised as AttemptFailed for the next
+    upstream to be tried; elsewhere it is recorded and raised.
     """
     upstream_started = time.perf_counter()
+    status = None
+    retry_after = None
     try:
         upstream = call()
         error = None
         if upstream.status_code != 200:
+            status = upstream.status_code
             try:
                 content = upstream.content
             except Exception:  # noqa: BLE001 - a broken error body is still an upstream error
                 content = b""
-            error = read_error(route=ctx.route, status=upstream.status_code, content=content, headers=upstream.headers)
+            error = read_error(route=ctx.route, status=status, content=content, headers=upstream.headers)
+            retry_after = _retry_after_seconds(upstream.headers.get("Retry-After"))
     except UpstreamError as unreachable:
         error = unreachable
-    if error is not None:
-        _record(
-            ctx,
-            status_code=error.status,
-            error_type=error.code or error.type,
-            upstream_latency_ms=_ms(upstream_started),
-        )
-        raise error
-    return upstream, upstream_started
+    if error is None:
+        if ctx.stream and ctx.route.first_byte_timeout:
+            idle_timeout_set(upstream, ctx.route.read_timeout)  # the headers are in: now between chunks
+        return upstream, upstream_started
+    if ctx.attempts is not None:
+        outcome = f"http_{status}" if status is not None else getattr(error, "outcome", "") or "connect_error"
+        raise AttemptFailed(error, outcome=outcome, status=status, retry_after=retry_after)
+    _record(
+        ctx, status_code=error.status, error_type=error.code or error.type, upstream_latency_ms=_ms(upstream_started)
+    )
+    raise error
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After in seconds (the delta form; an HTTP date is read as no advice)."""
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < 86400 else None
 
 
 def unreadable(ctx: CallContext, upstream_ms: int) -> UpstreamError:
@@ -768,7 +970,7 @@ def post_upstream(route: RouteTarget, outbound: UpstreamRequest, *, request_id: 
             data=outbound.body,
             headers=outbound.headers,
             stream=stream,
-            timeout=(route.connect_timeout, route.read_timeout),
+            timeout=upstream_timeout(route),
         )
     )
 

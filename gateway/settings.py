@@ -368,6 +368,26 @@ BELUGA = {
     # Seconds an authenticated key stays in the shared cache. Revocation marks
     # the entry stale at once, so this bounds nothing but memory.
     "KEY_CACHE_SECONDS": env_int("BELUGA_KEY_CACHE_SECONDS", 300),
+    # Routing and resilience (docs/routing.md). A call tries at most MAX_ATTEMPTS
+    # upstreams (its model's, then its fallbacks') within REQUEST_DEADLINE_SECONDS;
+    # retries stay within RETRY_BUDGET_RATIO of a process's calls over the last
+    # minute, plus RETRY_BUDGET_MIN a minute.
+    "MAX_ATTEMPTS": env_int("BELUGA_MAX_ATTEMPTS", 3),
+    "REQUEST_DEADLINE_SECONDS": env_float("BELUGA_REQUEST_DEADLINE_SECONDS", 900.0),
+    "RETRY_BUDGET_RATIO": env_float("BELUGA_RETRY_BUDGET_RATIO", 0.2),
+    "RETRY_BUDGET_MIN": env_int("BELUGA_RETRY_BUDGET_MIN", 10),
+    # Circuit breakers, per upstream and per upstream + model, shared through the cache:
+    # open when at least BREAKER_MIN_CALLS calls in the last BREAKER_WINDOW_SECONDS
+    # failed in a ratio of BREAKER_FAILURE_RATIO or more; after BREAKER_COOLDOWN_SECONDS
+    # one probe call goes through (half-open) and closes it on success. Each
+    # process re-reads the shared states every BREAKER_REFRESH_SECONDS.
+    "BREAKER_WINDOW_SECONDS": env_int("BELUGA_BREAKER_WINDOW_SECONDS", 60),
+    "BREAKER_MIN_CALLS": env_int("BELUGA_BREAKER_MIN_CALLS", 5),
+    "BREAKER_FAILURE_RATIO": env_float("BELUGA_BREAKER_FAILURE_RATIO", 0.5),
+    "BREAKER_COOLDOWN_SECONDS": env_float("BELUGA_BREAKER_COOLDOWN_SECONDS", 30.0),
+    "BREAKER_REFRESH_SECONDS": env_float("BELUGA_BREAKER_REFRESH_SECONDS", 1.0),
+    # Active health probes of idle upstreams that ask for them (Upstream.health_probe), by Celery beat.
+    "HEALTH_PROBE_SECONDS": env_int("BELUGA_HEALTH_PROBE_SECONDS", 60),
     # Threads per process that close answers after their last byte, writing the
     # call's usage record and settling its hold off the client's connection
     # (0: in the request's own thread). When all are busy, the request's thread
@@ -426,6 +446,10 @@ BELUGA = {
     "MEDIA_TASK_LEASE_SECONDS": env_int("BELUGA_MEDIA_TASK_LEASE_SECONDS", 120),
     # Audio uploads for transcription: bigger ones are refused before they are read.
     "TRANSCRIPTION_MAX_BYTES": env_int("BELUGA_TRANSCRIPTION_MAX_BYTES", 25 * 1024 * 1024),
+    # GET /metrics (Prometheus) answers a request carrying this as a bearer token (empty: no token
+    # works), or one made directly (no proxy headers) from these networks (empty: none).
+    "METRICS_TOKEN": env_secret("BELUGA_METRICS_TOKEN"),
+    "METRICS_ALLOW_NETWORKS": env_list("BELUGA_METRICS_ALLOW_NETWORKS", "127.0.0.1/32,::1/128"),
 }
 
 LOGGING = {

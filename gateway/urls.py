@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from gateway import account_api, dashboard, views
+from gateway import account_api, dashboard, metrics, views
 from gateway.media.storage import media_file
 
 # The API is served under /v1 and, for clients that expect it, /api/v1.
@@ -46,6 +46,7 @@ urlpatterns = [
     path("v1beta/", include((gemini_patterns, "gemini"), namespace="v1beta")),
     path("api/v1beta/", include((gemini_patterns, "gemini"), namespace="api-v1beta")),
     re_path(r"^(api/)?v1$", views.api_not_found),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("usage/", include("billing.urls")),
     path("generations/", dashboard.generations, name="generations"),

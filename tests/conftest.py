@@ -119,6 +119,7 @@ def _clean_shared_state(request):
         _reseed_if_flushed()
     catalog_cache_clear()
     _last_used_seen.clear()
+    _routing_reset()
     yield
     if "live_server" in request.fixturenames:
         _live_requests.wait_idle()
@@ -126,6 +127,16 @@ def _clean_shared_state(request):
     catalog_cache_clear()
     if "ledger_invariants" not in request.fixturenames and _uses_db(request):
         _assert_ledger_invariants()
+
+
+def _routing_reset() -> None:
+    """Each process's routing state (breaker copies, credential rotation, latency, retry budget)."""
+    from gateway.routing import breakers, plan
+    from gateway.routing.budget import retry_budget
+
+    breakers.reset_for_tests()
+    plan.reset_for_tests()
+    retry_budget.reset()
 
 
 def _uses_db(request) -> bool:

@@ -100,6 +100,8 @@ class Behaviour:
     omit_done: bool = False  # stream: end the HTTP body cleanly but without `data: [DONE]`
     omit_usage: bool = False  # no usage object in the JSON answer, no usage chunk in a stream even when asked
     fail_times: int | None = None  # fail only the first N requests, then answer normally
+    retry_after: str | None = None  # the Retry-After header of a failure (429, 503)
+    refused_keys: frozenset[str] = frozenset()  # credentials answered 401, as a revoked provider key is
 
 
 class FakeUpstream:
@@ -231,13 +233,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.fake._record(req)
         return req
 
-    def _send_json(self, status: int, payload, *, raw: bytes | None = None) -> None:
+    def _send_json(self, status: int, payload, *, raw: bytes | None = None, headers: dict | None = None) -> None:
         # OpenAI pretty-prints its JSON answers.
         body = raw if raw is not None else json.dumps(payload, indent=2).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("x-request-id", f"req_upstream_{time.monotonic_ns()}")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -293,12 +297,17 @@ class _Handler(BaseHTTPRequestHandler):
         if b.delay_before_headers and self.fake._wait(b.delay_before_headers):
             self._abort()
             return
+        credential = req.headers.get("authorization", "").removeprefix("Bearer ")
+        if credential and credential in b.refused_keys:
+            self._send_json(401, wire.error_json(401, b))
+            return
         failing = (b.status != 200 or b.invalid_json) and self.fake._should_fail()
         if failing and b.status != 200:
+            headers = {"Retry-After": b.retry_after} if b.retry_after is not None else {}
             if b.error_body is not None:
-                self._send_json(b.status, None, raw=b.error_body)
+                self._send_json(b.status, None, raw=b.error_body, headers=headers)
             else:
-                self._send_json(b.status, wire.error_json(b.status, b))
+                self._send_json(b.status, wire.error_json(b.status, b), headers=headers)
             return
         if failing and b.invalid_json:
             self._send_json(200, None, raw=b"<html>502 Bad Gateway</html> {not json")

@@ -109,6 +109,7 @@ class Server:
 def start_gunicorn(tmp_path: Path, **env: str) -> Server:
     """Beluga under gunicorn on the test database; `env` adds to (or overrides) its environment.
     Stop it with `stop_process(server.proc, grace=...)`."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = server_env(
         tmp_path, **{"DEBUG": "0", "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "8", **env, "BIND": f"127.0.0.1:{port}"}

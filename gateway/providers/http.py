@@ -39,6 +39,26 @@ def session_for(*, upstream_id: int, base_url: str) -> requests.Session:
 USER_AGENT = "Beluga"
 
 
+def upstream_timeout(route) -> tuple[float, float]:
+    """(connect, read) for requests: the read timeout waits for the answer's headers (the first byte
+    timeout), then each read of the body (a stream's chunks) is held to the idle timeout by
+    `idle_timeout_set` once the headers are in."""
+    first_byte = route.first_byte_timeout or route.read_timeout
+    if route.total_timeout:
+        first_byte = min(first_byte, route.total_timeout)
+    return (route.connect_timeout, first_byte)
+
+
+def idle_timeout_set(response: requests.Response, seconds: float) -> None:
+    """Hold every later read of `response`'s body to `seconds` of silence (the idle timeout)."""
+    sock = getattr(getattr(response.raw, "_connection", None), "sock", None)
+    if sock is None:
+        fp = getattr(getattr(response.raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(fp, "raw", None), "_sock", None)
+    if sock is not None:
+        sock.settimeout(seconds)
+
+
 def post(
     *, session: requests.Session, url: str, data: bytes, headers: dict, stream: bool, timeout
 ) -> requests.Response:

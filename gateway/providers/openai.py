@@ -13,7 +13,7 @@ from catalog.selectors import RouteTarget
 from gateway.errors import ApiError, InvalidRequest, RateLimited, UpstreamError
 from gateway.protocols import with_route_params
 from gateway.protocols.conversation import Usage
-from gateway.providers.http import post, session_for
+from gateway.providers.http import post, session_for, upstream_timeout
 
 
 def chat_send(*, route: RouteTarget, body: dict, stream: bool, request_id: str) -> requests.Response:
@@ -53,21 +53,28 @@ def json_post(
             data=orjson.dumps(payload),
             headers=headers,
             stream=stream,
-            timeout=(route.connect_timeout, route.read_timeout),
+            timeout=upstream_timeout(route),
         )
     )
 
 
 def guarded(call) -> requests.Response:
-    """Run an upstream HTTP call; failures to reach the upstream become UpstreamError."""
+    """Run an upstream HTTP call; failures to reach the upstream become UpstreamError, with an
+    `outcome` saying which (the routing layer retries all three on the next upstream)."""
     try:
         return call()
     except requests.exceptions.ConnectTimeout as exc:
-        raise UpstreamError("The model provider could not be reached in time.", status=503) from exc
+        error = UpstreamError("The model provider could not be reached in time.", status=503)
+        error.outcome = "connect_timeout"
+        raise error from exc
     except requests.exceptions.Timeout as exc:
-        raise UpstreamError("The model provider timed out.", status=502, code="upstream_timeout") from exc
+        error = UpstreamError("The model provider timed out.", status=502, code="upstream_timeout")
+        error.outcome = "timeout"
+        raise error from exc
     except requests.exceptions.RequestException as exc:
-        raise UpstreamError("The model provider could not be reached.", status=503) from exc
+        error = UpstreamError("The model provider could not be reached.", status=503)
+        error.outcome = "connect_error"
+        raise error from exc
 
 
 def usage_from(obj: dict) -> Usage | None:
