@@ -42,6 +42,7 @@ from billing.services import (
 )
 from catalog.models import CHAT_CATEGORIES
 from catalog.selectors import ModelInfo, RouteTarget, model_get, route_pick
+from gateway import metrics
 from gateway.errors import (
     ApiError,
     AuthenticationFailed,
@@ -131,6 +132,7 @@ class CallContext:
     attempts: list[dict] | None = None
     admission: breakers.Admission | None = None
     attempt_started: float = 0.0
+    held_tokens: tuple[int, int] | None = None  # (input, output) tokens the hold was sized for
 
 
 class AttemptFailed(Exception):
@@ -404,6 +406,7 @@ def hold_for_call(ctx: CallContext, body, *, output_tokens: int | None = None, i
             output_tokens = min(requested, output_tokens) if model.max_output_tokens else requested
         output_tokens *= requested_choices(body)
     amount = max_token_cost(model=model, input_tokens=input_tokens, output_tokens=output_tokens)
+    ctx.held_tokens = (input_tokens, output_tokens)
     hold_money(
         ctx,
         amount,
@@ -611,6 +614,11 @@ def _call_upstreams(ctx: CallContext, call_route) -> HttpResponse:
             return None
         if not ctx.key.allows_model(other.slug) or (ctx.stream and not other.supports_stream):
             return None
+        if ctx.hold is not None and ctx.held_tokens is not None:
+            # The money held was sized for the requested model: a dearer fallback could cost more.
+            worst = max_token_cost(model=other, input_tokens=ctx.held_tokens[0], output_tokens=ctx.held_tokens[1])
+            if worst > ctx.hold.amount_micro_usd:
+                return None
         return other
 
     plan = candidates(requested, fallback=usable_fallback)
@@ -693,6 +701,9 @@ def _attempt_entry(ctx: CallContext, *, status: int | None, outcome: str) -> dic
 
 def _attempt_failed(ctx: CallContext, failure: AttemptFailed) -> None:
     ctx.attempts.append(_attempt_entry(ctx, status=failure.status, outcome=failure.outcome))
+    metrics.attempt_observed(
+        upstream=ctx.route.upstream_name, outcome=failure.outcome, seconds=time.perf_counter() - ctx.attempt_started
+    )
     slot_give_back(ctx.route)
     if failure.retryable:  # a 4xx says nothing about the upstream's health
         breakers.failed(ctx.admission)
@@ -702,7 +713,11 @@ def _attempt_failed(ctx: CallContext, failure: AttemptFailed) -> None:
 def _attempt_ended(ctx: CallContext, *, status: int, error_type: str) -> None:
     """The answering attempt ended (its answer sent or cut): count it for the breakers, free its slot."""
     ok = status < 500
-    ctx.attempts.append(_attempt_entry(ctx, status=status, outcome="ok" if ok else error_type or f"http_{status}"))
+    outcome = "ok" if ok else error_type or f"http_{status}"
+    ctx.attempts.append(_attempt_entry(ctx, status=status, outcome=outcome))
+    metrics.attempt_observed(
+        upstream=ctx.route.upstream_name, outcome=outcome, seconds=time.perf_counter() - ctx.attempt_started
+    )
     slot_give_back(ctx.route)
     if ok:
         breakers.succeeded(ctx.admission)
@@ -770,6 +785,9 @@ def _record(
         release_unrecorded(ctx)
         raise
     ctx.recorded = True
+    metrics.usage_observed(
+        model=ctx.model.slug, cost_micro_usd=cost, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens
+    )
     return cost
 
 
@@ -908,7 +926,16 @@ def _stream(ctx: CallContext, *, include_usage: bool) -> HttpResponse:
         ),
         on_finish=lambda outcome: _record_stream(ctx, outcome, upstream_started),
     )
+    relayed.deadline = _stream_deadline(ctx)
     return _event_stream_response(relayed, "text/event-stream")
+
+
+def _stream_deadline(ctx: CallContext) -> float:
+    """When a stream is cut: the upstream's total timeout from its attempt, or the request's deadline."""
+    deadline = ctx.started + settings.BELUGA["REQUEST_DEADLINE_SECONDS"]
+    if ctx.route.total_timeout:
+        deadline = min(deadline, (ctx.attempt_started or ctx.started) + ctx.route.total_timeout)
+    return deadline
 
 
 def _record_stream(ctx: CallContext, outcome: StreamOutcome, upstream_started: float) -> None:
@@ -1085,6 +1112,7 @@ def _passthrough(ctx: CallContext, body: dict, client_headers, writer_options: d
             on_finish=lambda outcome: _record_stream(ctx, outcome, upstream_started),
             forward=True,
         )
+        relayed.deadline = _stream_deadline(ctx)
         response = _event_stream_response(relayed, relayed.writer.content_type)
     else:
         upstream_ms = _ms(upstream_started)
@@ -1129,6 +1157,7 @@ def _translated(ctx: CallContext, conversation: Conversation, writer_options: di
             writer=writer,
             on_finish=lambda outcome: _record_stream(ctx, outcome, upstream_started),
         )
+        translated.deadline = _stream_deadline(ctx)
         response = _event_stream_response(translated, writer.content_type)
     else:
         upstream_ms = _ms(upstream_started)

@@ -271,7 +271,8 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("TRUST
 # HTTPS_ONLY=1 is the one switch for a site served over TLS; the three below refine it.
 HTTPS_ONLY = env_bool("HTTPS_ONLY", False)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS_ONLY)
-SECURE_REDIRECT_EXEMPT = [r"^v1/health$"]  # load balancers probe over plain HTTP
+# Load balancers probe, and Prometheus scrapes from the internal network, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^v1/health$", r"^metrics$"]
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", HTTPS_ONLY)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS_ONLY else 0)
@@ -318,6 +319,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # Periodic tasks, sent by `celery -A gateway beat` (exactly one per deployment; `make run`
 # starts it). A run not picked up before the next one is due is dropped (`expires`), and
 # beat's runs store no result.
+HEALTH_PROBE_SECONDS = env_int("BELUGA_HEALTH_PROBE_SECONDS", 60)
 CELERY_BEAT_SCHEDULE = {
     "billing-reservations-sweep": {
         "task": "billing.tasks.reservations_sweep_task",
@@ -345,6 +347,12 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 3500, "ignore_result": True},
     },
 }
+if HEALTH_PROBE_SECONDS > 0:
+    CELERY_BEAT_SCHEDULE["gateway-upstream-probes"] = {
+        "task": "gateway.tasks.upstream_probes_task",
+        "schedule": float(HEALTH_PROBE_SECONDS),
+        "options": {"expires": max(1, HEALTH_PROBE_SECONDS - 5), "ignore_result": True},
+    }
 
 # Email (spend alerts): the console in development, SMTP otherwise.
 EMAIL_BACKEND = env_str(
@@ -386,8 +394,9 @@ BELUGA = {
     "BREAKER_FAILURE_RATIO": env_float("BELUGA_BREAKER_FAILURE_RATIO", 0.5),
     "BREAKER_COOLDOWN_SECONDS": env_float("BELUGA_BREAKER_COOLDOWN_SECONDS", 30.0),
     "BREAKER_REFRESH_SECONDS": env_float("BELUGA_BREAKER_REFRESH_SECONDS", 1.0),
-    # Active health probes of idle upstreams that ask for them (Upstream.health_probe), by Celery beat.
-    "HEALTH_PROBE_SECONDS": env_int("BELUGA_HEALTH_PROBE_SECONDS", 60),
+    # Active health probes of idle upstreams that ask for them (Upstream.health_probe), by
+    # Celery beat every this many seconds (0: never).
+    "HEALTH_PROBE_SECONDS": HEALTH_PROBE_SECONDS,
     # Threads per process that close answers after their last byte, writing the
     # call's usage record and settling its hold off the client's connection
     # (0: in the request's own thread). When all are busy, the request's thread

@@ -9,6 +9,7 @@ exactly once in every one of those cases, so every stream is recorded once.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -37,9 +38,31 @@ def stream_error_event(message: str) -> bytes:
     return b"data: " + orjson.dumps({"error": error}) + b"\n\n"
 
 
+class TotalTimeout(Exception):
+    """The upstream's total timeout (Upstream.total_timeout) ran out mid-stream."""
+
+
+def _within(events: Iterator[bytes], deadline: float | None) -> Iterator[bytes]:
+    if deadline is None:
+        yield from events
+        return
+    for data in events:
+        if time.perf_counter() > deadline:
+            raise TotalTimeout
+        yield data
+
+
+def _broken(exc: Exception) -> tuple[str, str]:
+    """The outcome's error type and the client's message for a stream the upstream side broke off."""
+    if isinstance(exc, TotalTimeout):
+        return "upstream_total_timeout", "The model provider took longer than this upstream's total timeout."
+    return "upstream_stream_broken", "The connection to the model provider broke during the stream."
+
+
 class _RecordedStream:
     """A response body the WSGI server iterates, then always closes: close() records it once."""
 
+    deadline: float | None = None  # perf_counter time past which the stream is cut (the total timeout)
     upstream: object
     on_finish: Callable[[StreamOutcome], None]
     outcome: StreamOutcome
@@ -98,7 +121,7 @@ class RelayedStream(_RecordedStream):
         try:
             ended = False
             events = iter_sse_data(self.upstream)
-            for data in events:
+            for data in _within(events, self.deadline):
                 if data == b"[DONE]":
                     ended = True
                     break
@@ -117,9 +140,10 @@ class RelayedStream(_RecordedStream):
             self.completed = True
             if ended:
                 _drain(events)
-        except Exception:  # noqa: BLE001 - the upstream broke off mid-stream (reset, read timeout); a client hang-up is GeneratorExit, not caught
-            outcome.status, outcome.error_type = 502, "upstream_stream_broken"
-            yield stream_error_event("The connection to the model provider broke during the stream.")
+        except Exception as exc:  # noqa: BLE001 - the upstream broke off mid-stream (reset, read timeout); a client hang-up is GeneratorExit, not caught
+            outcome.status = 502
+            outcome.error_type, message = _broken(exc)
+            yield stream_error_event(message)
             yield DONE
             self.completed = True
 
@@ -156,7 +180,7 @@ class TranslatedStream(_RecordedStream):
         outcome, reader, writer, builder = self.outcome, self.reader, self.writer, self.builder
         error = None
         try:
-            for data in iter_sse_data(self.upstream):
+            for data in _within(iter_sse_data(self.upstream), self.deadline):
                 out = b""
                 for event in reader.feed(data):
                     builder.add(event)
@@ -175,9 +199,9 @@ class TranslatedStream(_RecordedStream):
             if error is None and not reader.ended:
                 outcome.status, outcome.error_type = 502, "upstream_stream_incomplete"
                 error = "The model provider ended the stream early."
-        except Exception:  # noqa: BLE001 - the upstream broke off mid-stream; a client hang-up is GeneratorExit
-            outcome.status, outcome.error_type = 502, "upstream_stream_broken"
-            error = "The connection to the model provider broke during the stream."
+        except Exception as exc:  # noqa: BLE001 - the upstream broke off mid-stream; a client hang-up is GeneratorExit
+            outcome.status = 502
+            outcome.error_type, error = _broken(exc)
         yield writer.close(error=error)
         self.completed = True
 

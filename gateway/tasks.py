@@ -41,3 +41,11 @@ def media_files_purge_task() -> int:
     from gateway.media.jobs import media_files_purge
 
     return media_files_purge()
+
+
+@shared_task(ignore_result=True, time_limit=300, soft_time_limit=270)
+def upstream_probes_task() -> int:
+    """Probe idle or open upstreams that ask for it (Upstream.health_probe), for their breakers."""
+    from gateway.routing.probes import upstreams_probe
+
+    return upstreams_probe()

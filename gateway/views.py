@@ -16,6 +16,7 @@ from gateway.gemini_models import gemini_model_get, gemini_models_page
 from gateway.idempotency import idempotent
 from gateway.media import images, speech, transcriptions
 from gateway.media import videos as videos_api
+from gateway.routing.health import upstream_states
 
 
 def _post_only(request: HttpRequest) -> None:
@@ -215,8 +216,10 @@ def model_detail(request, model_id: str) -> Response:
 def health(request: HttpRequest) -> JsonResponse:
     """Liveness and readiness: 503 when the database cannot be reached.
 
-    "degraded" (still 200: the service is up) when the cache fails or an
-    enabled model lacks a price, which makes its calls fail with 503.
+    "degraded" (still 200: the service is up) when the cache fails, an
+    enabled model lacks a price (its calls fail with 503), or an upstream is
+    not healthy. Each upstream's state comes from the shared breakers
+    (gateway/routing/health.py); no credential, not even its label, is shown.
     """
     _get_only(request)
     body = {"status": "ok", "database": "ok", "cache": "ok"}
@@ -232,6 +235,9 @@ def health(request: HttpRequest) -> JsonResponse:
         }
         if unpriced:
             body["status"] = "degraded"
+        body["upstreams"] = [_upstream_health(state) for state in upstream_states()]
+        if any(u["state"] != "healthy" for u in body["upstreams"]):
+            body["status"] = "degraded"
     except Exception:  # noqa: BLE001 - any database failure means not ready
         body.update(status="unavailable", database="error")
         status = 503
@@ -241,6 +247,19 @@ def health(request: HttpRequest) -> JsonResponse:
         body["cache"] = "error"
         body["status"] = "degraded" if status == 200 else body["status"]
     return JsonResponse(body, status=status)
+
+
+def _upstream_health(state) -> dict:
+    return {
+        "name": state.name,
+        "kind": state.kind,
+        "state": state.state,
+        "breaker": state.breaker,
+        "models_open": list(state.models_open),
+        "window": {"calls": state.requests, "failures": state.failures},
+        "credentials_in_rotation": state.credentials,
+        "credentials_refused": len(state.credentials_refused),
+    }
 
 
 @csrf_exempt

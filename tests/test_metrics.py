@@ -254,9 +254,9 @@ def test_no_label_carries_a_key_a_user_or_a_request_id(client, metrics_settings,
 
 def test_upstream_state_reports_each_upstream_one_hot(db, client, metrics_settings, monkeypatch):
     states = [
-        UpstreamState(name="primary", kind="openai", state="healthy"),
-        UpstreamState(name="backup", kind="anthropic", state="open", models_open=("m",), requests=9, failures=9),
-        UpstreamState(name="flaky", kind="gemini", state="degraded"),
+        UpstreamState(name="primary", kind="openai", state="healthy", breaker="closed"),
+        UpstreamState(name="backup", kind="anthropic", state="open", breaker="open", requests=9, failures=9),
+        UpstreamState(name="flaky", kind="gemini", state="degraded", breaker="closed", models_open=("m",)),
     ]
     monkeypatch.setattr("gateway.routing.health.upstream_states", lambda: states)
 

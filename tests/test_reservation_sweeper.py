@@ -92,6 +92,7 @@ def test_beat_schedules_the_periodic_tasks():
         "gateway.tasks.idempotency_keys_purge_task",
         "gateway.tasks.media_tasks_resume_task",
         "gateway.tasks.media_files_purge_task",
+        "gateway.tasks.upstream_probes_task",
     }
     assert set(schedule) <= set(app.tasks)
     assert schedule["billing.tasks.reservations_sweep_task"]["schedule"] == 60

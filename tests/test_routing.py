@@ -502,3 +502,81 @@ def test_threads_calling_at_once_each_record_once(client, key, fakes):
         t.join()
     assert results == [200] * 10
     assert UsageRecord.objects.count() == 10
+
+
+# --- health -----------------------------------------------------------------------------
+
+
+def test_health_reports_each_upstreams_state_without_credentials(client, key, fakes, tune):
+    tune(BREAKER_MIN_CALLS=2, BREAKER_COOLDOWN_SECONDS=30.0, BREAKER_REFRESH_SECONDS=0.0)
+    model = make_model()
+    add_upstream(model, "a", fakes[0].base_url, priority=0, api_key="secret-of-a")
+    add_upstream(model, "b", fakes[1].base_url, priority=1, api_key="secret-of-b")
+    fakes[0].fail_with(status=503)
+    for _ in range(2):
+        call(client, key)
+
+    response = client.get("/v1/health")
+
+    body = response.json()
+    assert response.status_code == 200 and body["status"] == "degraded"
+    states = {u["name"]: u for u in body["upstreams"]}
+    assert states["a"]["state"] == "open" and states["a"]["breaker"] == "open"
+    assert states["a"]["window"] == {"calls": 2, "failures": 2}
+    assert states["b"]["state"] == "healthy"
+    assert "secret-of" not in response.content.decode()
+
+
+def test_an_active_probe_closes_the_breaker_of_a_recovered_upstream(client, key, fakes, tune):
+    from gateway.routing.probes import upstreams_probe
+
+    tune(BREAKER_MIN_CALLS=2, BREAKER_COOLDOWN_SECONDS=300.0, BREAKER_REFRESH_SECONDS=0.0)
+    model = make_model()
+    upstream = add_upstream(model, "a", fakes[0].base_url, priority=0, health_probe=True)
+    add_upstream(model, "b", fakes[1].base_url, priority=1)
+    fakes[0].fail_with(status=503)
+    for _ in range(2):
+        call(client, key)
+    assert call(client, key)["X-Beluga-Upstream"] == "b"  # open for five minutes
+
+    fakes[0].reset()  # recovered
+    assert upstreams_probe() == 1
+    probe = fakes[0].requests[-1]
+    assert (probe.method, probe.path) == ("GET", "/v1/models")
+    assert probe.headers["authorization"] == f"Bearer {upstream.api_key}"
+
+    assert call(client, key)["X-Beluga-Upstream"] == "a"  # closed by the probe, long before the cool-down
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stream_past_its_upstreams_total_timeout_is_cut_cleanly(key, fakes):
+    model = make_model()
+    add_upstream(model, "a", fakes[0].base_url, total_timeout=0.5)
+    fakes[0].set(chunk_delay=0.1, reply_text=" ".join(["word"] * 30))  # about 3 s of chunks, none idle
+
+    response = open_stream(key, chat_body(stream=True))
+    payloads = sse_payloads(b"".join(response.streaming_content))
+    response.close()
+
+    assert payloads[-1] == b"[DONE]"
+    assert b"total timeout" in payloads[-2]
+    record = UsageRecord.objects.get()
+    assert (record.status_code, record.error_type) == (502, "upstream_total_timeout")
+    assert 0 < record.completion_tokens < 30
+
+
+def test_a_held_call_never_falls_back_to_a_model_dearer_than_its_hold(client, api_key_factory, user_factory, fakes):
+    raw = api_key_factory(user=user_factory(plan="pro", password=None))[1]  # prepaid: the call is held
+    dear = make_model("test-dear", input_per_1m=INPUT_PER_1M * 10, output_per_1m=OUTPUT_PER_1M * 10)
+    add_upstream(dear, "b", fakes[1].base_url)
+    cheap = make_model("test-cheap", input_per_1m=1, output_per_1m=1)
+    add_upstream(cheap, "c", fakes[2].base_url)
+    model = make_model(fallbacks=["test-dear", "test-cheap"])
+    add_upstream(model, "a", fakes[0].base_url)
+    fakes[0].fail_with(status=503)
+
+    response = post_chat(client, raw, chat_body())
+
+    assert response.status_code == 200
+    assert response["X-Beluga-Model"] == "test-cheap"  # the dear one could cost more than was held
+    assert fakes[1].chat_requests == []

@@ -189,6 +189,15 @@ def _close(scope: str) -> None:
     logger.info("breaker %s closed: its probe succeeded", scope)
 
 
+def cooldown_end(scope: str) -> None:
+    """End an open breaker's cool-down now: the next call is its half-open probe (an active probe
+    found its upstream answering again, so its models get a chance before their cool-down ends)."""
+    if cache.get(_open_key(scope)) is None:
+        return
+    cache.set(_open_key(scope), time.time(), _conf("BREAKER_WINDOW_SECONDS"))
+    _view.open_until[scope] = time.time()
+
+
 def _count(scopes: tuple[str, ...], *, failed: bool) -> None:
     bucket = int(time.time() // _bucket_seconds())
     with _pending_lock:

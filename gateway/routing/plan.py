@@ -72,9 +72,13 @@ def latency_observed(*, upstream_id: int, model: str, ms: float) -> None:
 
 def with_credential(route: RouteTarget) -> RouteTarget | None:
     """The route with the next credential of its pool (round-robin per process); None when none is left."""
-    pool = [c for c in route.credentials if (route.upstream_id, c[0]) not in _refused]
+    pool = (
+        [c for c in route.credentials if (route.upstream_id, c[0]) not in _refused] if _refused else route.credentials
+    )
     if not pool:
         return None if route.credentials else route  # an upstream without credentials (a local server)
+    if len(pool) == 1 and pool[0][0] == route.credential:
+        return route  # one credential, already the route's
     with _lock:
         turn = next(_rotation.setdefault(route.upstream_id, itertools.count()))
     label, key = pool[turn % len(pool)]
