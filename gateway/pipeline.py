@@ -16,6 +16,7 @@ billing); nothing here writes another app's tables directly.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -64,7 +65,7 @@ from gateway.protocols import (
 )
 from gateway.protocols.conversation import Conversation, Image, Reply, ToolResult, Usage
 from gateway.providers import openai as openai_adapter
-from gateway.providers.http import idle_timeout_set, post, session_for, upstream_timeout
+from gateway.providers.http import idle_timeout_set, iter_sse_data, post, session_for, upstream_timeout
 from gateway.providers.image_fetch import fetch_image
 from gateway.routing import breakers
 from gateway.routing.budget import retry_budget
@@ -847,9 +848,13 @@ def _send(ctx: CallContext, *, call, read_error):
             retry_after = _retry_after_seconds(upstream.headers.get("Retry-After"))
     except UpstreamError as unreachable:
         error = unreachable
+    if error is None and ctx.stream and ctx.attempts is not None:
+        error = _first_event(ctx, upstream)
+        if error is not None:
+            raise AttemptFailed(error, outcome=error.outcome, status=None)
     if error is None:
         if ctx.stream and ctx.route.first_byte_timeout:
-            idle_timeout_set(upstream, ctx.route.read_timeout)  # the headers are in: now between chunks
+            idle_timeout_set(upstream, ctx.route.read_timeout)  # the first event is in: now between chunks
         return upstream, upstream_started
     if ctx.attempts is not None:
         outcome = f"http_{status}" if status is not None else getattr(error, "outcome", "") or "connect_error"
@@ -858,6 +863,29 @@ def _send(ctx: CallContext, *, call, read_error):
         ctx, status_code=error.status, error_type=error.code or error.type, upstream_latency_ms=_ms(upstream_started)
     )
     raise error
+
+
+def _first_event(ctx: CallContext, upstream) -> UpstreamError | None:
+    """Read a stream's first event before anything goes to the client, so that an upstream that
+    answers 200 and then stalls or breaks off before its first event is still another route's job.
+
+    The event is kept on the response (`primed_events`, read by gateway/streaming.py): the client
+    gets its headers with it, as it would have anyway.
+    """
+    events = iter_sse_data(upstream)
+    try:
+        first = next(events)
+    except StopIteration:
+        error = UpstreamError("The model provider ended the stream before its first event.", status=502)
+        error.outcome = "stream_empty"
+    except Exception:  # noqa: BLE001 - a timeout or reset before the first event
+        error = UpstreamError("The model provider sent nothing after its headers.", status=502, code="upstream_timeout")
+        error.outcome = "timeout_first_event"
+    else:
+        upstream.primed_events = itertools.chain((first,), events)
+        return None
+    upstream.close()
+    return error
 
 
 def _retry_after_seconds(value: str | None) -> float | None:

@@ -74,6 +74,11 @@ class _RecordedStream:
         self._events = self._events_out()
         return self._events
 
+    def _upstream_events(self) -> Iterator[bytes]:
+        """The upstream's SSE payloads; the first may already be read (pipeline._first_event)."""
+        primed = getattr(self.upstream, "primed_events", None)
+        return primed if primed is not None else iter_sse_data(self.upstream)
+
     def _events_out(self) -> Iterator[bytes]:
         raise NotImplementedError
 
@@ -120,7 +125,7 @@ class RelayedStream(_RecordedStream):
         outcome = self.outcome
         try:
             ended = False
-            events = iter_sse_data(self.upstream)
+            events = self._upstream_events()
             for data in _within(events, self.deadline):
                 if data == b"[DONE]":
                     ended = True
@@ -180,7 +185,7 @@ class TranslatedStream(_RecordedStream):
         outcome, reader, writer, builder = self.outcome, self.reader, self.writer, self.builder
         error = None
         try:
-            for data in _within(iter_sse_data(self.upstream), self.deadline):
+            for data in _within(self._upstream_events(), self.deadline):
                 out = b""
                 for event in reader.feed(data):
                     builder.add(event)

@@ -580,3 +580,23 @@ def test_a_held_call_never_falls_back_to_a_model_dearer_than_its_hold(client, ap
     assert response.status_code == 200
     assert response["X-Beluga-Model"] == "test-cheap"  # the dear one could cost more than was held
     assert fakes[1].chat_requests == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stream_that_stalls_before_its_first_event_moves_on(key, fakes):
+    """Headers came, then nothing: no byte reached the client yet, so another upstream takes the call."""
+    model = make_model()
+    add_upstream(model, "a", fakes[0].base_url, priority=0, first_byte_timeout=0.3)
+    add_upstream(model, "b", fakes[1].base_url, priority=1)
+    fakes[0].set(hold_after_events=0)
+
+    response = open_stream(key, chat_body(stream=True))
+    payloads = sse_payloads(b"".join(response.streaming_content))
+    response.close()
+    fakes[0].release_stream()
+
+    assert payloads[-1] == b"[DONE]" and not any(b'"error"' in p for p in payloads)
+    assert response["X-Beluga-Upstream"] == "b"
+    record = UsageRecord.objects.get()
+    assert record.status_code == 200
+    assert attempts_of(record) == [("a", None, "timeout_first_event"), ("b", 200, "ok")]
