@@ -14,7 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from accounts.forms import BalanceChangeForm
 from billing.models import Balance, LedgerEntry, Reservation, SpendAlert, SpendAlertSent, UsageRecord
@@ -49,6 +49,7 @@ class UsageRecordAdmin(ReadOnlyAdmin):
         "completion_tokens",
         "cost",
         "latency_ms",
+        "tries",
     )
     list_filter = ("model", "status_code", "stream")
     list_select_related = ("user",)
@@ -56,10 +57,32 @@ class UsageRecordAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     # Counting a large table on every page view is slow; the admin shows "Show all" instead.
     show_full_result_count = False
+    exclude = ("attempts",)
+    readonly_fields = ("attempts_made",)
 
     @admin.display(description="cost", ordering="cost_micro_usd")
     def cost(self, obj: UsageRecord) -> str:
         return usd(obj.cost_micro_usd)
+
+    @admin.display(description="upstreams tried")
+    def tries(self, obj: UsageRecord) -> int:
+        return len(obj.attempts)
+
+    @admin.display(description="attempts")
+    def attempts_made(self, obj: UsageRecord) -> str:
+        """Each upstream the call tried, in order: the last one answered (or failed last)."""
+        if not obj.attempts:
+            return "—"
+        lines = ((attempt_text(attempt),) for attempt in obj.attempts)
+        return format_html("<ol>{}</ol>", format_html_join("", "<li>{}</li>", lines))
+
+
+def attempt_text(attempt: dict) -> str:
+    """One attempt as a line: "openai-a · gpt-4o · primary · 503 · http_503 · 812 ms"."""
+    parts = [attempt.get(key) for key in ("upstream", "model", "credential", "status", "outcome")]
+    latency = attempt.get("latency_ms")
+    parts.append(None if latency is None else f"{latency} ms")
+    return " · ".join("—" if part in (None, "") else str(part) for part in parts)
 
 
 # --- balances -------------------------------------------------------------------------

@@ -8,8 +8,14 @@ works too) of this shape::
         kind: openai                  # openai | openai-responses | anthropic | gemini | predictions
         base_url: http://127.0.0.1:9100/v1   # required for a new upstream
         api_key: env:LOCAL_A_KEY      # `env:VAR` (read at call time) or the key itself
-        connect_timeout: 10           # seconds; optional, as is read_timeout
+        connect_timeout: 10           # seconds; optional, as is read_timeout (the idle timeout)
+        first_byte_timeout: 30        # seconds to the answer's headers, or null (the idle timeout)
+        total_timeout: 300            # seconds for a whole call, or null (only the request's deadline)
+        max_concurrency: 8            # calls in flight across every instance (1 or more), or null (no cap)
+        health_probe: false           # probe the upstream on a schedule when it sees no traffic
         enabled: true
+        credentials:                  # more keys, rotated round-robin with api_key
+          - {label: backup, api_key: env:LOCAL_A_KEY_2, enabled: true}
     models:
       - id: bench-model               # required: the public model id
         vendor: OpenAI                # required for a new model
@@ -23,6 +29,8 @@ works too) of this shape::
         price: {input_per_1m: 150000, output_per_1m: 600000}   # sale price, integer micro-USD
         list_price: {input_per_1m: 150000, output_per_1m: 600000}   # official price, integer micro-USD
         media: {sizes: ["1:1", "16:9"], max_n: 4}   # image, video and audio models: see docs/media.md
+        routing: priority             # priority (at random by weight) | latency, among routes of one priority
+        fallbacks: [other-model]      # model ids tried in order when no upstream of this one answers
         routes:
           - {upstream: local-a, upstream_model: gpt-4o-mini, priority: 0, weight: 1, enabled: true}
           # params: merged into the upstream request body (its own protocol), over the client's values
@@ -43,6 +51,11 @@ per_image; video: per_video_second; audio-tts: per_1m_chars; audio-stt:
 per_minute) is refused with 503 model_not_priced until it has one. In
 `list_price` (the official price, only shown) a key left out is 0, or null for
 the two cache prices: the mapping states the whole list price.
+
+An upstream's `credentials` are matched by label (a slug; "primary" names
+`api_key`). A credential absent from the file is left as it is, and so is an
+upstream without `credentials`; a new one needs `api_key`. A model's
+`fallbacks` must name models in the file or already in the database.
 """
 
 from __future__ import annotations
@@ -55,7 +68,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from catalog.models import CACHE_PRICES, MEDIA_OPTION_KEYS, SALE_PRICES, Category, Upstream
+from catalog.models import CACHE_PRICES, MEDIA_OPTION_KEYS, SALE_PRICES, AIModel, Category, Upstream
 
 PRICE_KEYS = SALE_PRICES
 # Prices that may be left empty (null): cached input tokens then cost the input price.
@@ -69,7 +82,24 @@ CAPABILITIES = {
 }
 REDACTED = "***"
 
-_UPSTREAM_KEYS = ("name", "kind", "base_url", "api_key", "connect_timeout", "read_timeout", "enabled")
+_UPSTREAM_KEYS = (
+    "name",
+    "kind",
+    "base_url",
+    "api_key",
+    "connect_timeout",
+    "first_byte_timeout",
+    "read_timeout",
+    "total_timeout",
+    "max_concurrency",
+    "health_probe",
+    "enabled",
+    "credentials",
+)
+_CREDENTIAL_KEYS = ("label", "api_key", "enabled")
+# The label of the upstream's own api_key in its key pool (catalog.selectors.PRIMARY_CREDENTIAL).
+PRIMARY_LABEL = "primary"
+ROUTING_CHOICES = [value for value, _ in AIModel._meta.get_field("routing").choices]
 _MODEL_KEYS = (
     "id",
     "name",
@@ -83,6 +113,8 @@ _MODEL_KEYS = (
     "price",
     "list_price",
     "media",
+    "routing",
+    "fallbacks",
     "routes",
 )
 _MEDIA_KEYS = tuple(dict.fromkeys(key for keys in MEDIA_OPTION_KEYS.values() for key in keys))
@@ -142,10 +174,18 @@ class ModelSpec:
 
 
 @dataclass
+class CredentialSpec:
+    path: str
+    label: str
+    fields: dict[str, Any]
+
+
+@dataclass
 class UpstreamSpec:
     path: str
     name: str
     fields: dict[str, Any]
+    credentials: list[CredentialSpec] | None = None  # None: the file leaves the pool alone
 
 
 class _Validator:
@@ -250,15 +290,63 @@ class _Validator:
         if "base_url" in entry:
             fields["base_url"] = self.url(entry["base_url"], f"{path}.base_url")
         if "api_key" in entry:
-            fields["api_key"] = key = self.string(entry["api_key"], f"{path}.api_key", max_length=500)
-            if key and key.startswith("env:") and not _ENV_NAME_RE.fullmatch(key[4:]):
-                self.error(f"{path}.api_key", "env: must be followed by a variable name, e.g. env:OPENAI_API_KEY")
+            fields["api_key"] = self.api_key(entry["api_key"], f"{path}.api_key", blank=True)
         for key in ("connect_timeout", "read_timeout"):
             if key in entry:
                 fields[key] = self.seconds(entry[key], f"{path}.{key}")
-        if "enabled" in entry:
-            fields["enabled"] = self.boolean(entry["enabled"], f"{path}.enabled")
-        return UpstreamSpec(path=path, name=name, fields=fields) if name else None
+        for key in ("first_byte_timeout", "total_timeout"):
+            if key in entry:
+                fields[key] = None if entry[key] is None else self.seconds(entry[key], f"{path}.{key}")
+        if "max_concurrency" in entry:
+            value, key_path = entry["max_concurrency"], f"{path}.max_concurrency"
+            what = "an integer of 1 or more, or null (no cap)"
+            fields["max_concurrency"] = (
+                None if value is None else self.integer(value, key_path, minimum=1, maximum=_UINT_MAX, what=what)
+            )
+        for key in ("health_probe", "enabled"):
+            if key in entry:
+                fields[key] = self.boolean(entry[key], f"{path}.{key}")
+        credentials = self.credentials(entry["credentials"], f"{path}.credentials") if "credentials" in entry else None
+        return UpstreamSpec(path=path, name=name, fields=fields, credentials=credentials) if name else None
+
+    def api_key(self, value: Any, path: str, *, blank: bool) -> str | None:
+        key = self.string(value, path, max_length=500, blank=blank)
+        if key and key.startswith("env:") and not _ENV_NAME_RE.fullmatch(key[4:]):
+            self.error(path, "env: must be followed by a variable name, e.g. env:OPENAI_API_KEY")
+        return key
+
+    def credentials(self, raw: Any, path: str) -> list[CredentialSpec]:
+        if not isinstance(raw, list):
+            self.error(path, "must be a list of {label, api_key, enabled}")
+            return []
+        specs, seen = [], {}
+        for i, item in enumerate(raw):
+            item_path = f"{path}[{i}]"
+            entry = self.mapping(item, item_path, _CREDENTIAL_KEYS)
+            if entry is None:
+                continue
+            label = None
+            if "label" not in entry:
+                self.error(f"{item_path}.label", "is required")
+            elif (label := self.string(entry["label"], f"{item_path}.label", max_length=64, blank=False)) is not None:
+                if not _SLUG_RE.fullmatch(label):
+                    self.error(f"{item_path}.label", "must contain only letters, digits, '-' and '_'")
+                    label = None
+                elif label == PRIMARY_LABEL:
+                    self.error(f"{item_path}.label", f"{PRIMARY_LABEL!r} names the upstream's own api_key")
+                    label = None
+                elif label in seen:
+                    self.error(f"{item_path}.label", f"{label!r} is also {seen[label]}")
+                    label = None
+            fields: dict[str, Any] = {}
+            if "api_key" in entry:
+                fields["api_key"] = self.api_key(entry["api_key"], f"{item_path}.api_key", blank=False)
+            if "enabled" in entry:
+                fields["enabled"] = self.boolean(entry["enabled"], f"{item_path}.enabled")
+            if label:
+                seen[label] = item_path
+                specs.append(CredentialSpec(path=item_path, label=label, fields=fields))
+        return specs
 
     def url(self, value: Any, path: str) -> str | None:
         url = self.string(value, path, max_length=300, blank=False)
@@ -317,6 +405,10 @@ class _Validator:
                 )
         if "media" in entry:
             fields["media_options"] = self.mapping(entry["media"] or {}, f"{path}.media", _MEDIA_KEYS) or {}
+        if "routing" in entry:
+            fields["routing"] = self.choice(entry["routing"], f"{path}.routing", ROUTING_CHOICES)
+        if "fallbacks" in entry:
+            fields["fallbacks"] = self.fallbacks(entry["fallbacks"] or [], f"{path}.fallbacks", slug=slug)
         if "list_price" in entry:
             prices = self.mapping(entry["list_price"], f"{path}.list_price", PRICE_KEYS + OPTIONAL_PRICE_KEYS) or {}
             for price_key in OPTIONAL_PRICE_KEYS:
@@ -341,6 +433,23 @@ class _Validator:
                     seen.add(route.upstream)
                     routes.append(route)
         return ModelSpec(path=path, slug=slug, fields=fields, routes=routes) if slug else None
+
+    def fallbacks(self, value: Any, path: str, *, slug: str | None) -> list[str]:
+        """Model ids, in order; whether each exists is checked on import (it may be in the database)."""
+        if not isinstance(value, list):
+            self.error(path, "must be a list of model ids")
+            return []
+        ids = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item.strip():
+                self.error(f"{path}[{i}]", "must be a model id")
+            elif item == slug:
+                self.error(f"{path}[{i}]", "a model cannot fall back to itself")
+            elif item in ids:
+                self.error(f"{path}[{i}]", f"{item!r} is listed twice")
+            else:
+                ids.append(item)
+        return ids
 
     def route(self, raw: Any, path: str) -> RouteSpec | None:
         entry = self.mapping(raw, path, _ROUTE_KEYS)

@@ -14,9 +14,15 @@ The file format is described in catalog/catalog_file.py. Rules of an import:
   (source "import") in its price history; not when run by a migration (`apps`),
   which records history itself.
 - Rows and routes not named in the file are left alone; nothing is deleted.
-- A route's upstream must be in the file or already in the database.
+  So are an upstream's credentials: they are matched by (upstream, label), and
+  one the file does not list stays as it is (remove it in the admin).
+- A route's upstream must be in the file or already in the database; so must
+  each of a model's `fallbacks`.
 - An `api_key` of "***" (what catalog_export writes for a literal secret)
-  keeps the stored key, so an exported file can be imported back.
+  keeps the stored key, so an exported file can be imported back; this holds
+  for an upstream's `credentials` too.
+- A key the upstream refused (401/403) goes back into rotation when the file
+  gives it a new value; the same value leaves the refusal to be cleared in the admin.
 - The whole file is validated and written in one transaction: every problem is
   reported, each naming its path (`models[3].price.input_per_1m: ...`), and
   nothing is saved if there is any.
@@ -36,6 +42,7 @@ from catalog.catalog_file import (
     PRICE_KEYS,
     REDACTED,
     CatalogFileError,
+    CredentialSpec,
     ModelSpec,
     UpstreamSpec,
     catalog_file_validate,
@@ -59,10 +66,14 @@ class ImportResult:
     upstreams: KindCounts = field(default_factory=KindCounts)
     models: KindCounts = field(default_factory=KindCounts)
     routes: KindCounts = field(default_factory=KindCounts)
+    credentials: KindCounts = field(default_factory=KindCounts)
     dry_run: bool = False
 
     def summary(self) -> str:
-        text = f"upstreams: {self.upstreams}; models: {self.models}; routes: {self.routes}"
+        text = (
+            f"upstreams: {self.upstreams}; models: {self.models}; routes: {self.routes}; "
+            f"credentials: {self.credentials}"
+        )
         return f"{text} (dry run, nothing saved)" if self.dry_run else text
 
 
@@ -98,10 +109,12 @@ class _Writer:
     """Writes validated specs with the given model classes; errors that need the database are collected."""
 
     def __init__(self, *, apps: Any, using: str, result: ImportResult) -> None:
-        registry = apps if apps is not None else django_apps
+        registry = self.registry = apps if apps is not None else django_apps
         self.AIModel = registry.get_model("catalog", "AIModel")
         self.Route = registry.get_model("catalog", "Route")
         self.Upstream = registry.get_model("catalog", "Upstream")
+        # Looked up only for a file with credentials: a migration's registry may predate the model.
+        self.UpstreamCredential: Any = None
         self.using = using
         self.result = result
         # Historical models (a migration's registry) predate the price history.
@@ -112,6 +125,7 @@ class _Writer:
     def write_upstreams(self, specs: list[UpstreamSpec]) -> None:
         rows = self.Upstream.objects.using(self.using).filter(name__in=[s.name for s in specs])
         self.upstreams = {u.name: u for u in rows}
+        credentials = self._stored_credentials(specs)
         for spec in specs:
             fields = dict(spec.fields)
             current = self.upstreams.get(spec.name)
@@ -126,10 +140,42 @@ class _Writer:
             if current is None and "base_url" not in fields:
                 self.errors.append(f"{spec.path}.base_url: is required for a new upstream")
                 continue
+            # The refusal was of the stored key; getattr: a migration's historical Upstream predates it.
+            if current is not None and fields.get("api_key", current.api_key) != current.api_key:
+                if getattr(current, "api_key_failed_at", None):
+                    fields["api_key_failed_at"] = None
             lookup = {"name": spec.name}
-            self.upstreams[spec.name] = _upsert(
-                self.Upstream, current, lookup, fields, self.result.upstreams, self.using
-            )
+            upstream = _upsert(self.Upstream, current, lookup, fields, self.result.upstreams, self.using)
+            self.upstreams[spec.name] = upstream
+            for credential in spec.credentials or ():
+                self.write_credential(credential, upstream, credentials.get((upstream.pk, credential.label)))
+
+    def _stored_credentials(self, specs: list[UpstreamSpec]) -> dict[tuple[int, str], Any]:
+        """The stored credentials of the file's upstreams, by (upstream id, label); none asked, no query."""
+        if not any(spec.credentials for spec in specs):
+            return {}
+        self.UpstreamCredential = self.registry.get_model("catalog", "UpstreamCredential")
+        ids = [u.pk for u in self.upstreams.values()]
+        rows = self.UpstreamCredential.objects.using(self.using).filter(upstream__in=ids)
+        return {(c.upstream_id, c.label): c for c in rows}
+
+    def write_credential(self, spec: CredentialSpec, upstream: Any, current: Any) -> None:
+        fields = dict(spec.fields)
+        if fields.get("api_key") == REDACTED:
+            if current is None:
+                self.errors.append(
+                    f"{spec.path}.api_key: {REDACTED!r} keeps the stored key, but upstream {upstream.name!r} has "
+                    f"no credential {spec.label!r} yet; give the key or env:VAR"
+                )
+                return
+            del fields["api_key"]
+        if current is None and "api_key" not in fields:
+            self.errors.append(f"{spec.path}.api_key: is required for a new credential")
+            return
+        if current is not None and current.failed_at and fields.get("api_key", current.api_key) != current.api_key:
+            fields["failed_at"] = None
+        lookup = {"upstream": upstream, "label": spec.label}
+        _upsert(self.UpstreamCredential, current, lookup, fields, self.result.credentials, self.using)
 
     def write_models(self, specs: list[ModelSpec]) -> None:
         wanted = {r.upstream for m in specs for r in m.routes} - self.upstreams.keys()
@@ -139,7 +185,14 @@ class _Writer:
             (r.model_id, r.upstream_id): r
             for r in self.Route.objects.using(self.using).filter(model__in=[m.pk for m in models.values()])
         }
+        fallbacks = {slug for spec in specs for slug in spec.fields.get("fallbacks", ())}
+        known = {spec.slug for spec in specs} | set(
+            self.AIModel.objects.using(self.using).filter(slug__in=fallbacks).values_list("slug", flat=True)
+        )
         for spec in specs:
+            for i, slug in enumerate(spec.fields.get("fallbacks", ())):
+                if slug not in known:
+                    self.errors.append(f"{spec.path}.fallbacks[{i}]: no model {slug!r} in this file or the database")
             current = models.get(spec.slug)
             if current is None and "vendor" not in spec.fields:
                 self.errors.append(f"{spec.path}.vendor: is required for a new model")
@@ -216,20 +269,32 @@ def _list_prices(obj: AIModel) -> dict[str, int]:
     return prices
 
 
+def _upstream_export(u: Upstream) -> dict:
+    row = {
+        "name": u.name,
+        "kind": u.kind,
+        "base_url": u.base_url,
+        "api_key": _credential_export(u.api_key),
+        "connect_timeout": u.connect_timeout,
+        "first_byte_timeout": u.first_byte_timeout,
+        "read_timeout": u.read_timeout,
+        "total_timeout": u.total_timeout,
+        "max_concurrency": u.max_concurrency,
+        "health_probe": u.health_probe,
+        "enabled": u.enabled,
+    }
+    # A refusal by the upstream (failed_at) is a runtime mark, not configuration: not exported.
+    credentials = sorted(u.credentials.all(), key=lambda c: c.label)
+    if credentials:
+        row["credentials"] = [
+            {"label": c.label, "api_key": _credential_export(c.api_key), "enabled": c.enabled} for c in credentials
+        ]
+    return row
+
+
 def catalog_export() -> dict:
     """The whole catalog in the import format. Literal credentials become "***"."""
-    upstreams = [
-        {
-            "name": u.name,
-            "kind": u.kind,
-            "base_url": u.base_url,
-            "api_key": _credential_export(u.api_key),
-            "connect_timeout": u.connect_timeout,
-            "read_timeout": u.read_timeout,
-            "enabled": u.enabled,
-        }
-        for u in Upstream.objects.order_by("name")
-    ]
+    upstreams = [_upstream_export(u) for u in Upstream.objects.order_by("name").prefetch_related("credentials")]
     models = []
     for m in AIModel.objects.order_by("vendor", "slug").prefetch_related("routes__upstream"):
         models.append(
@@ -246,6 +311,8 @@ def catalog_export() -> dict:
                 "price": _sale_prices(m),
                 "list_price": _list_prices(m),
                 **({"media": m.media_options} if m.media_options else {}),
+                "routing": m.routing,
+                **({"fallbacks": m.fallbacks} if m.fallbacks else {}),
                 "routes": [
                     {
                         "upstream": r.upstream.name,

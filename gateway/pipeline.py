@@ -665,6 +665,9 @@ def _call_upstreams(ctx: CallContext, call_route) -> HttpResponse:
             if not failure.retryable:
                 break
             continue
+        except BaseException:
+            _attempt_abandoned(ctx)  # refused before or without an answer (a 400 of ours, a bug): no verdict
+            raise
         response[UPSTREAM_HEADER] = attempt_route.upstream_name
         response[MODEL_HEADER] = model.slug
         return response
@@ -708,6 +711,15 @@ def _attempt_failed(ctx: CallContext, failure: AttemptFailed) -> None:
     slot_give_back(ctx.route)
     if failure.retryable:  # a 4xx says nothing about the upstream's health
         breakers.failed(ctx.admission)
+    ctx.admission = None
+
+
+def _attempt_abandoned(ctx: CallContext) -> None:
+    """An attempt that ended in an exception of Beluga's own, unrecorded: free its slot and probe."""
+    if ctx.admission is None:
+        return
+    slot_give_back(ctx.route)
+    breakers.probes_release(ctx.admission)
     ctx.admission = None
 
 

@@ -1,12 +1,19 @@
-"""The catalog admin: pages render, credentials stay hidden, edits reach the catalog snapshot at once."""
+"""The catalog admin: pages render, credentials (pooled ones too) stay hidden, refusals can be cleared,
+edits reach the catalog snapshot at once."""
+
+import json
+from datetime import timedelta
 
 import pytest
+from django import forms
+from django.contrib.admin import site
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import User
-from catalog.admin import credential_status, usd
-from catalog.models import AIModel, Route, Upstream
+from catalog.admin import AIModelAdmin, credential_status, usd
+from catalog.models import AIModel, Route, Upstream, UpstreamCredential
 from catalog.selectors import model_get
 
 pytestmark = pytest.mark.django_db
@@ -26,17 +33,29 @@ def literal_upstream():
     return Upstream.objects.create(name="literal", base_url="https://example.com/v1", api_key=SECRET)
 
 
-def _upstream_form(upstream: Upstream, **changes) -> dict:
+def _upstream_form(upstream: Upstream, *, credentials=(), **changes) -> dict:
+    """The upstream's change form as a browser posts it. `credentials`: the inline's rows, each a dict of
+    its fields (with "id" for a stored one, listed first); stored rows not listed are left alone."""
     data = {
         "name": upstream.name,
         "kind": upstream.kind,
         "base_url": upstream.base_url,
         "api_key": "",
         "connect_timeout": upstream.connect_timeout,
+        "first_byte_timeout": upstream.first_byte_timeout or "",
         "read_timeout": upstream.read_timeout,
+        "total_timeout": upstream.total_timeout or "",
+        "max_concurrency": upstream.max_concurrency or "",
+        "health_probe": "on" if upstream.health_probe else None,
         "enabled": "on" if upstream.enabled else "",
+        "credentials-TOTAL_FORMS": len(credentials),
+        "credentials-INITIAL_FORMS": sum(1 for row in credentials if "id" in row),
+        "credentials-MIN_NUM_FORMS": 0,
+        "credentials-MAX_NUM_FORMS": 1000,
         "_save": "Save",
     }
+    for i, row in enumerate(credentials):
+        data.update({f"credentials-{i}-{key}": value for key, value in {"upstream": upstream.pk, **row}.items()})
     data.update(changes)
     return {key: value for key, value in data.items() if value is not None}
 
@@ -208,3 +227,298 @@ def test_route_change_page_renders(admin_client_):
 
     assert response.status_code == 200
     assert "gpt-4o" in response.content.decode()
+
+
+# --- upstream timeouts, key pool and refusals ----------------------------------
+
+POOLED_SECRET = "sk-pooled-never-shown-31c4a7"
+
+
+@pytest.fixture
+def pooled_upstream(literal_upstream):
+    """The literal upstream with a demo model routed to it and one pooled credential."""
+    model = AIModel.objects.create(slug="pool-model", name="Pool", vendor="Acme", input_per_1m=1, output_per_1m=1)
+    Route.objects.create(model=model, upstream=literal_upstream, upstream_model="pool-model")
+    UpstreamCredential.objects.create(upstream=literal_upstream, label="backup", api_key=POOLED_SECRET)
+    return literal_upstream
+
+
+def _credential_row(credential: UpstreamCredential, **changes) -> dict:
+    row = {
+        "id": credential.pk,
+        "label": credential.label,
+        "api_key": "",
+        "enabled": "on" if credential.enabled else None,
+    }
+    row.update(changes)
+    return row
+
+
+def _pool_of(slug: str) -> list[str]:
+    return [label for label, _ in model_get(slug=slug).routes[0].credentials]
+
+
+def test_upstream_page_edits_the_new_timeouts_capacity_and_probe(admin_client_, literal_upstream):
+    url = reverse("admin:catalog_upstream_change", args=[literal_upstream.pk])
+    page = admin_client_.get(url).content.decode()
+    for label in ("First byte timeout", "Idle timeout", "Total timeout", "Max concurrency", "Health probe"):
+        assert label in page
+
+    response = admin_client_.post(
+        url,
+        _upstream_form(
+            literal_upstream, first_byte_timeout="20", total_timeout="120", max_concurrency="4", health_probe="on"
+        ),
+    )
+
+    assert response.status_code == 302
+    literal_upstream.refresh_from_db()
+    assert (literal_upstream.first_byte_timeout, literal_upstream.total_timeout) == (20.0, 120.0)
+    assert (literal_upstream.max_concurrency, literal_upstream.health_probe) == (4, True)
+    assert literal_upstream.api_key == SECRET
+
+
+def test_a_credential_added_in_the_inline_is_stored_and_never_rendered(admin_client_, literal_upstream):
+    url = reverse("admin:catalog_upstream_change", args=[literal_upstream.pk])
+    new_row = {"label": "second", "api_key": POOLED_SECRET, "enabled": "on"}
+
+    response = admin_client_.post(url, _upstream_form(literal_upstream, credentials=[new_row]))
+
+    assert response.status_code == 302
+    credential = UpstreamCredential.objects.get(upstream=literal_upstream, label="second")
+    assert (credential.api_key, credential.enabled, credential.failed_at) == (POOLED_SECRET, True, None)
+    page = admin_client_.get(url).content.decode()
+    assert POOLED_SECRET not in page
+    assert SECRET not in page
+    assert 'name="credentials-0-api_key"' in page
+    assert page.count('type="password"') >= 2  # the upstream's key and the credential's
+    assert "second" in page
+
+
+def test_a_form_sent_back_with_errors_does_not_echo_a_typed_credential(admin_client_, literal_upstream):
+    url = reverse("admin:catalog_upstream_change", args=[literal_upstream.pk])
+    new_row = {"label": "second", "api_key": POOLED_SECRET, "enabled": "on"}
+
+    response = admin_client_.post(
+        url,
+        _upstream_form(
+            literal_upstream,
+            credentials=[new_row],
+            api_key="sk-typed-upstream-key",
+            max_concurrency="0",
+            total_timeout="-1",
+        ),
+    )
+
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Ensure this value is greater than or equal to 1." in body  # max_concurrency
+    assert "Must be more than 0 seconds." in body  # total_timeout
+    assert POOLED_SECRET not in body
+    assert "sk-typed-upstream-key" not in body
+    assert not UpstreamCredential.objects.filter(label="second").exists()
+
+
+def test_the_credential_inline_saves_reach_the_catalog_snapshot_at_once(admin_client_, pooled_upstream):
+    url = reverse("admin:catalog_upstream_change", args=[pooled_upstream.pk])
+    backup = UpstreamCredential.objects.get(label="backup")
+    assert _pool_of("pool-model") == ["primary", "backup"]
+
+    admin_client_.post(
+        url,
+        _upstream_form(
+            pooled_upstream,
+            credentials=[_credential_row(backup, enabled=None), {"label": "third", "api_key": "env:THIRD_KEY"}],
+        ),
+    )
+
+    backup.refresh_from_db()
+    assert (backup.enabled, backup.api_key) == (False, POOLED_SECRET)  # blank keeps the stored key
+    assert UpstreamCredential.objects.get(label="third").enabled is False
+    assert _pool_of("pool-model") == ["primary"]  # "third" names an unset variable: no key, not in the pool
+
+
+@pytest.mark.parametrize(
+    ("row", "error"),
+    [
+        ({"label": "no-key", "api_key": "", "enabled": "on"}, "Give the key, or env:VAR."),
+        ({"label": "primary", "api_key": "sk-x", "enabled": "on"}, "names the upstream&#x27;s own API key"),
+        ({"label": "bad", "api_key": "env:", "enabled": "on"}, "env: must be followed by a variable name"),
+        ({"label": "backup", "api_key": "sk-x", "enabled": "on"}, "already has a credential labelled"),
+    ],
+)
+def test_the_credential_inline_refuses_a_bad_row(admin_client_, pooled_upstream, row, error):
+    url = reverse("admin:catalog_upstream_change", args=[pooled_upstream.pk])
+
+    response = admin_client_.post(url, _upstream_form(pooled_upstream, credentials=[row]))
+
+    assert response.status_code == 200
+    assert error in response.content.decode()
+    assert UpstreamCredential.objects.filter(upstream=pooled_upstream).count() == 1
+
+
+def test_a_refused_credential_is_shown_and_put_back_in_rotation(admin_client_, pooled_upstream):
+    refused_at = timezone.now() - timedelta(minutes=5)
+    UpstreamCredential.objects.filter(label="backup").update(failed_at=refused_at)
+    backup = UpstreamCredential.objects.get(label="backup")
+    url = reverse("admin:catalog_upstream_change", args=[pooled_upstream.pk])
+    assert _pool_of("pool-model") == ["primary"]
+
+    page = admin_client_.get(url).content.decode()
+    assert f"{refused_at:%Y-%m-%d %H:%M:%S} UTC" in page
+    assert POOLED_SECRET not in page
+
+    # Saving the upstream without ticking the box keeps the refusal.
+    admin_client_.post(url, _upstream_form(pooled_upstream, read_timeout="30"))
+    backup.refresh_from_db()
+    assert backup.failed_at == refused_at
+
+    response = admin_client_.post(
+        url, _upstream_form(pooled_upstream, credentials=[_credential_row(backup, clear_refusal="on")])
+    )
+
+    assert response.status_code == 302
+    backup.refresh_from_db()
+    assert (backup.failed_at, backup.api_key) == (None, POOLED_SECRET)
+    assert _pool_of("pool-model") == ["primary", "backup"]
+
+
+def test_a_new_key_for_a_refused_credential_puts_it_back(admin_client_, pooled_upstream):
+    UpstreamCredential.objects.filter(label="backup").update(failed_at=timezone.now())
+    backup = UpstreamCredential.objects.get(label="backup")
+
+    admin_client_.post(
+        reverse("admin:catalog_upstream_change", args=[pooled_upstream.pk]),
+        _upstream_form(pooled_upstream, credentials=[_credential_row(backup, api_key="sk-replacement")]),
+    )
+
+    backup.refresh_from_db()
+    assert (backup.api_key, backup.failed_at) == ("sk-replacement", None)
+
+
+def test_the_refused_primary_key_is_shown_and_put_back_in_rotation(admin_client_, pooled_upstream):
+    Upstream.objects.filter(pk=pooled_upstream.pk).update(api_key_failed_at=timezone.now())
+    pooled_upstream.refresh_from_db()
+    url = reverse("admin:catalog_upstream_change", args=[pooled_upstream.pk])
+    assert _pool_of("pool-model") == ["backup"]
+
+    page = admin_client_.get(url).content.decode()
+    assert "Refused by the upstream" in page
+    assert "out of rotation until put back" in page
+    assert 'name="clear_refusal"' in page
+
+    admin_client_.post(url, _upstream_form(pooled_upstream, read_timeout="30"))
+    pooled_upstream.refresh_from_db()
+    assert pooled_upstream.api_key_failed_at is not None
+
+    admin_client_.post(url, _upstream_form(pooled_upstream, clear_refusal="on"))
+
+    pooled_upstream.refresh_from_db()
+    assert (pooled_upstream.api_key_failed_at, pooled_upstream.api_key) == (None, SECRET)
+    assert _pool_of("pool-model") == ["primary", "backup"]
+    assert 'name="clear_refusal"' not in admin_client_.get(url).content.decode()
+
+
+def test_the_upstream_list_shows_the_pool_and_its_refusals_in_a_fixed_number_of_queries(
+    admin_client_, pooled_upstream, django_assert_max_num_queries
+):
+    Upstream.objects.filter(pk=pooled_upstream.pk).update(api_key_failed_at=timezone.now())
+    UpstreamCredential.objects.create(upstream=pooled_upstream, label="spare", api_key="sk-2", failed_at=timezone.now())
+    UpstreamCredential.objects.create(upstream=pooled_upstream, label="off", api_key="sk-3", enabled=False)
+    for n in range(5):  # more upstreams with pools: still no query per row
+        other = Upstream.objects.create(name=f"other-{n}", base_url="https://example.com/v1", api_key="env:X")
+        UpstreamCredential.objects.create(upstream=other, label="a", api_key="sk-a")
+
+    with django_assert_max_num_queries(12):
+        response = admin_client_.get(reverse("admin:catalog_upstream_changelist") + "?q=literal")
+
+    body = response.content.decode()
+    assert '<td class="field-key_pool">3, 2 refused</td>' in body  # primary, backup, spare; "off" is disabled
+    assert '<td class="field-refused">primary, spare</td>' in body
+    assert POOLED_SECRET not in body and SECRET not in body
+    assert reverse("admin:catalog_upstream_health") in body
+
+
+def test_the_list_action_puts_every_refused_credential_back(admin_client_, pooled_upstream):
+    Upstream.objects.filter(pk=pooled_upstream.pk).update(api_key_failed_at=timezone.now())
+    UpstreamCredential.objects.filter(label="backup").update(failed_at=timezone.now())
+    assert model_get(slug="pool-model").routes[0].credentials == ()
+
+    response = admin_client_.post(
+        reverse("admin:catalog_upstream_changelist"),
+        {"action": "credentials_restore", ACTION_CHECKBOX_NAME: [pooled_upstream.pk]},
+        follow=True,
+    )
+
+    assert "Put 2 refused credentials back in rotation." in response.content.decode()
+    assert Upstream.objects.get(pk=pooled_upstream.pk).api_key_failed_at is None
+    assert UpstreamCredential.objects.get(label="backup").failed_at is None
+    assert _pool_of("pool-model") == ["primary", "backup"]
+
+
+# --- model routing and fallbacks -------------------------------------------------
+
+
+def _model_form(model: AIModel, **changes) -> dict:
+    """The model's change form as a browser posts it (no route rows)."""
+    admin_form = AIModelAdmin(AIModel, site).get_form(None, model)
+    data = {"routes-TOTAL_FORMS": 0, "routes-INITIAL_FORMS": 0, "routes-MIN_NUM_FORMS": 0, "routes-MAX_NUM_FORMS": 1000}
+    for name, field in admin_form.base_fields.items():
+        value = getattr(model, name)
+        if isinstance(field, forms.JSONField):
+            data[name] = json.dumps(value)
+        elif isinstance(field, forms.BooleanField):
+            data[name] = "on" if value else None
+        else:
+            data[name] = "" if value is None else value
+    data.update(changes, _save="Save")
+    return {key: value for key, value in data.items() if value is not None}
+
+
+def test_model_page_edits_routing_and_fallbacks(admin_client_):
+    model = AIModel.objects.get(slug="gpt-4o")
+    url = reverse("admin:catalog_aimodel_change", args=[model.pk])
+    assert "Routing" in admin_client_.get(url).content.decode()
+
+    response = admin_client_.post(
+        url, _model_form(model, routing="latency", fallbacks='["gpt-4o-mini", "beluga-demo"]')
+    )
+
+    assert response.status_code == 302
+    model.refresh_from_db()
+    assert (model.routing, model.fallbacks) == ("latency", ["gpt-4o-mini", "beluga-demo"])
+    assert model_get(slug="gpt-4o").fallbacks == ("gpt-4o-mini", "beluga-demo")
+
+
+@pytest.mark.parametrize(
+    ("fallbacks", "error"),
+    [
+        ('["gpt-4o-mini", "no-such-model"]', "No model with the id &#x27;no-such-model&#x27;."),
+        ('["gpt-4o"]', "A model cannot fall back to itself."),
+        ('"gpt-4o-mini"', "Must be a JSON list of model ids"),
+    ],
+)
+def test_model_page_refuses_bad_fallbacks(admin_client_, fallbacks, error):
+    model = AIModel.objects.get(slug="gpt-4o")
+
+    response = admin_client_.post(
+        reverse("admin:catalog_aimodel_change", args=[model.pk]), _model_form(model, fallbacks=fallbacks)
+    )
+
+    assert response.status_code == 200
+    assert error in response.content.decode()
+    model.refresh_from_db()
+    assert model.fallbacks == []
+
+
+def test_an_emptied_fallbacks_box_clears_them_and_a_form_without_routing_keeps_it(admin_client_):
+    AIModel.objects.filter(slug="gpt-4o").update(routing="latency", fallbacks=["gpt-4o-mini"])
+    model = AIModel.objects.get(slug="gpt-4o")
+    data = _model_form(model, fallbacks="")
+    del data["routing"]
+
+    response = admin_client_.post(reverse("admin:catalog_aimodel_change", args=[model.pk]), data)
+
+    assert response.status_code == 302
+    model.refresh_from_db()
+    assert (model.routing, model.fallbacks) == ("latency", [])

@@ -1,4 +1,5 @@
-"""Catalog files: import, validation, export, the seeded catalog and its migration."""
+"""Catalog files: import, validation, export (resilience keys and key pools included), the seeded catalog and
+its migration."""
 
 from pathlib import Path
 
@@ -6,11 +7,13 @@ import pytest
 import yaml
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 from catalog.catalog_file import CatalogFileError, catalog_file_read, catalog_text_parse
 from catalog.importer import catalog_export, catalog_import
-from catalog.models import CHAT_CATEGORIES, SALE_PRICES, AIModel, Route, Upstream, prices_required
+from catalog.models import CHAT_CATEGORIES, SALE_PRICES, AIModel, Route, Upstream, UpstreamCredential, prices_required
 from catalog.selectors import model_get
+from catalog.services import upstream_credential_refused
 
 pytestmark = pytest.mark.django_db
 
@@ -254,7 +257,7 @@ extra: 1
         "upstreams[1].connect_timeout: must be a number of seconds greater than 0",
         "upstreams[2].name: is required",
         "models[1]: unknown key 'pirce' (expected one of: id, name, vendor, category, description, enabled, "
-        "context_window, max_output_tokens, capabilities, price, list_price, media, routes)",
+        "context_window, max_output_tokens, capabilities, price, list_price, media, routing, fallbacks, routes)",
         "models[1].category: must be one of: chat, code, reasoning, vision, image, video, audio-tts, audio-stt, embedding "
         "(got 'sound')",
         "models[2].capabilities.stream: must be true or false",
@@ -362,6 +365,260 @@ def test_redacted_key_for_a_new_upstream_is_an_error():
     ]
 
 
+# --- resilience keys: timeouts, capacity, the key pool, routing, fallbacks ----
+
+RESILIENT = """
+upstreams:
+  - name: local-a
+    base_url: http://127.0.0.1:9100/v1
+    api_key: sk-primary-literal
+    first_byte_timeout: 20
+    total_timeout: 120.5
+    max_concurrency: 8
+    health_probe: true
+    credentials:
+      - {label: backup, api_key: env:LOCAL_A_KEY_2}
+      - {label: spare, api_key: sk-spare-literal-secret, enabled: false}
+models:
+  - id: bench-model
+    vendor: OpenAI
+    price: {input_per_1m: 1, output_per_1m: 2}
+    routing: latency
+    fallbacks: [bench-small, gpt-4o-mini]
+    routes: [{upstream: local-a}]
+  - id: bench-small
+    vendor: OpenAI
+    price: {input_per_1m: 1, output_per_1m: 1}
+    routes: [{upstream: local-a}]
+"""
+
+
+def credentials_of(upstream: str) -> dict[str, tuple]:
+    rows = UpstreamCredential.objects.filter(upstream__name=upstream)
+    return {c.label: (c.api_key, c.enabled, c.failed_at) for c in rows}
+
+
+def test_resilience_keys_are_imported():
+    result = catalog_import(data=parse(RESILIENT))
+
+    assert (result.credentials.created, result.credentials.updated, result.credentials.unchanged) == (2, 0, 0)
+    upstream = Upstream.objects.get(name="local-a")
+    assert (upstream.first_byte_timeout, upstream.total_timeout, upstream.read_timeout) == (20.0, 120.5, 600.0)
+    assert (upstream.max_concurrency, upstream.health_probe) == (8, True)
+    assert credentials_of("local-a") == {
+        "backup": ("env:LOCAL_A_KEY_2", True, None),
+        "spare": ("sk-spare-literal-secret", False, None),
+    }
+    model = AIModel.objects.get(slug="bench-model")
+    assert (model.routing, model.fallbacks) == ("latency", ["bench-small", "gpt-4o-mini"])
+    assert AIModel.objects.get(slug="bench-small").routing == "priority"
+    info = model_get(slug="bench-model")
+    assert (info.routing, info.fallbacks) == ("latency", ("bench-small", "gpt-4o-mini"))
+    assert [label for label, _ in info.routes[0].credentials] == ["primary"]  # backup's variable is unset
+
+
+def test_resilience_keys_left_out_take_the_model_defaults():
+    catalog_import(data=parse(EXAMPLE))
+
+    upstream = Upstream.objects.get(name="local-a")
+    assert (upstream.first_byte_timeout, upstream.total_timeout, upstream.max_concurrency) == (None, None, None)
+    assert upstream.health_probe is False
+    assert not upstream.credentials.exists()
+    model = AIModel.objects.get(slug="bench-model")
+    assert (model.routing, model.fallbacks) == ("priority", [])
+
+
+def test_reimporting_resilience_keys_changes_nothing():
+    catalog_import(data=parse(RESILIENT))
+
+    result = catalog_import(data=parse(RESILIENT))
+
+    assert counts(result) == ((0, 0, 1), (0, 0, 2), (0, 0, 2))
+    assert (result.credentials.created, result.credentials.updated, result.credentials.unchanged) == (0, 0, 2)
+    assert result.summary().endswith("; credentials: 0 created, 0 updated, 2 unchanged")
+
+
+def test_null_clears_the_optional_timeouts_and_the_cap():
+    catalog_import(data=parse(RESILIENT))
+    data = parse(RESILIENT)
+    data["upstreams"][0].update(first_byte_timeout=None, total_timeout=None, max_concurrency=None, health_probe=False)
+    data["models"][0].update(routing="priority", fallbacks=[])
+
+    result = catalog_import(data=data)
+
+    assert (result.upstreams.updated, result.models.updated) == (1, 1)
+    upstream = Upstream.objects.get(name="local-a")
+    assert (upstream.first_byte_timeout, upstream.total_timeout, upstream.max_concurrency) == (None, None, None)
+    assert upstream.health_probe is False
+    assert AIModel.objects.get(slug="bench-model").fallbacks == []
+
+
+def test_credentials_are_matched_by_label_and_those_not_in_the_file_are_left_alone():
+    catalog_import(data=parse(RESILIENT))
+    data = parse(RESILIENT)
+    data["upstreams"][0]["credentials"] = [{"label": "backup", "api_key": "env:OTHER_VAR", "enabled": False}]
+
+    result = catalog_import(data=data)
+
+    assert (result.credentials.created, result.credentials.updated, result.credentials.unchanged) == (0, 1, 0)
+    assert credentials_of("local-a") == {
+        "backup": ("env:OTHER_VAR", False, None),
+        "spare": ("sk-spare-literal-secret", False, None),  # not in the file: as it was
+    }
+
+    del data["upstreams"][0]["credentials"]
+    catalog_import(data=data)
+    assert set(credentials_of("local-a")) == {"backup", "spare"}
+
+
+def test_a_new_key_in_the_file_puts_a_refused_credential_back_and_the_same_key_does_not():
+    catalog_import(data=parse(RESILIENT))
+    upstream = Upstream.objects.get(name="local-a")
+    upstream_credential_refused(upstream_id=upstream.pk, label="primary")
+    upstream_credential_refused(upstream_id=upstream.pk, label="backup")
+    upstream_credential_refused(upstream_id=upstream.pk, label="spare")
+
+    result = catalog_import(data=parse(RESILIENT))
+
+    assert result.credentials.unchanged == 2 and result.upstreams.unchanged == 1
+    upstream.refresh_from_db()
+    assert upstream.api_key_failed_at is not None
+    assert all(failed_at is not None for _, _, failed_at in credentials_of("local-a").values())
+
+    data = parse(RESILIENT)
+    data["upstreams"][0]["api_key"] = "sk-new-primary"
+    data["upstreams"][0]["credentials"][0]["api_key"] = "env:LOCAL_A_KEY_3"
+    catalog_import(data=data)
+
+    upstream.refresh_from_db()
+    assert (upstream.api_key, upstream.api_key_failed_at) == ("sk-new-primary", None)
+    pool = credentials_of("local-a")
+    assert pool["backup"] == ("env:LOCAL_A_KEY_3", True, None)
+    assert pool["spare"][2] is not None  # its key did not change
+
+
+def test_export_round_trips_the_resilience_keys_without_secrets():
+    catalog_import(data=parse(RESILIENT))
+    UpstreamCredential.objects.filter(label="backup").update(failed_at=timezone.now())
+    exported = catalog_export()
+
+    text = yaml.safe_dump(exported)
+    result = catalog_import(data=yaml.safe_load(text))
+
+    local = next(u for u in exported["upstreams"] if u["name"] == "local-a")
+    assert local == {
+        "name": "local-a",
+        "kind": "openai",
+        "base_url": "http://127.0.0.1:9100/v1",
+        "api_key": "***",
+        "connect_timeout": 10.0,
+        "first_byte_timeout": 20.0,
+        "read_timeout": 600.0,
+        "total_timeout": 120.5,
+        "max_concurrency": 8,
+        "health_probe": True,
+        "enabled": True,
+        "credentials": [
+            {"label": "backup", "api_key": "env:LOCAL_A_KEY_2", "enabled": True},
+            {"label": "spare", "api_key": "***", "enabled": False},
+        ],
+    }
+    assert "sk-spare-literal-secret" not in text and "sk-primary-literal" not in text
+    bench = next(m for m in exported["models"] if m["id"] == "bench-model")
+    assert (bench["routing"], bench["fallbacks"]) == ("latency", ["bench-small", "gpt-4o-mini"])
+    assert "fallbacks" not in next(m for m in exported["models"] if m["id"] == "bench-small")
+    assert "credentials" not in next(u for u in exported["upstreams"] if u["name"] == "local-simulator")
+    kinds = (result.upstreams, result.models, result.routes, result.credentials)
+    assert [(kind.created, kind.updated) for kind in kinds] == [(0, 0)] * 4
+    assert result.credentials.unchanged == 2
+    assert credentials_of("local-a")["spare"][0] == "sk-spare-literal-secret"  # "***" kept the stored key
+    assert credentials_of("local-a")["backup"][2] is not None  # the refusal is not configuration
+    assert catalog_export() == exported
+
+
+def test_a_fallback_may_name_a_model_already_in_the_database(one_model_file):
+    catalog_import(data=one_model_file(fallbacks=["gpt-4o-mini"]))
+
+    assert AIModel.objects.get(slug="bench-model").fallbacks == ["gpt-4o-mini"]
+
+
+def test_dry_run_counts_credentials_and_saves_none():
+    result = catalog_import(data=parse(RESILIENT), dry_run=True)
+
+    assert result.credentials.created == 2
+    assert not UpstreamCredential.objects.exists()
+
+
+def test_resilience_keys_are_validated_with_their_paths():
+    data = parse(
+        """
+upstreams:
+  - name: a
+    base_url: http://127.0.0.1:1/v1
+    first_byte_timeout: 0
+    total_timeout: "60"
+    max_concurrency: -1
+    health_probe: "yes"
+    credentials:
+      - {api_key: sk-no-label}
+      - {label: primary, api_key: sk-x}
+      - {label: "bad label", api_key: sk-x}
+      - {label: twice, api_key: sk-x}
+      - {label: twice, api_key: sk-y}
+      - {label: empty, api_key: ""}
+      - {label: env, api_key: "env:"}
+      - {label: extra, api_key: sk-x, failed_at: null}
+  - {name: b, base_url: "http://127.0.0.1:1/v1", max_concurrency: 0, credentials: {label: x}}
+models:
+  - {id: m, vendor: V, routing: fastest, fallbacks: [m, "", n, n]}
+  - {id: n, vendor: V, fallbacks: gpt-4o}
+"""
+    )
+
+    errors = errors_of(data)
+
+    assert errors == [
+        "upstreams[0].first_byte_timeout: must be a number of seconds greater than 0",
+        "upstreams[0].total_timeout: must be a number of seconds greater than 0",
+        "upstreams[0].max_concurrency: must be an integer of 1 or more, or null (no cap)",
+        "upstreams[0].health_probe: must be true or false",
+        "upstreams[0].credentials[0].label: is required",
+        "upstreams[0].credentials[1].label: 'primary' names the upstream's own api_key",
+        "upstreams[0].credentials[2].label: must contain only letters, digits, '-' and '_'",
+        "upstreams[0].credentials[4].label: 'twice' is also upstreams[0].credentials[3]",
+        "upstreams[0].credentials[5].api_key: must not be empty",
+        "upstreams[0].credentials[6].api_key: env: must be followed by a variable name, e.g. env:OPENAI_API_KEY",
+        "upstreams[0].credentials[7]: unknown key 'failed_at' (expected one of: label, api_key, enabled)",
+        "upstreams[1].max_concurrency: must be an integer of 1 or more, or null (no cap)",
+        "upstreams[1].credentials: must be a list of {label, api_key, enabled}",
+        "models[0].routing: must be one of: priority, latency (got 'fastest')",
+        "models[0].fallbacks[0]: a model cannot fall back to itself",
+        "models[0].fallbacks[1]: must be a model id",
+        "models[0].fallbacks[3]: 'n' is listed twice",
+        "models[1].fallbacks: must be a list of model ids",
+    ]
+    assert not Upstream.objects.filter(name="a").exists()
+
+
+def test_errors_that_need_the_database_name_fallbacks_and_credentials():
+    catalog_import(data=parse(RESILIENT))
+    data = parse(RESILIENT)
+    data["upstreams"][0]["credentials"] = [{"label": "new-one"}, {"label": "new-two", "api_key": "***"}]
+    data["models"][0]["fallbacks"] = ["bench-small", "no-such-model"]
+    data["models"][1]["price"] = {"input_per_1m": 5}
+
+    errors = errors_of(data)
+
+    assert errors == [
+        "upstreams[0].credentials[0].api_key: is required for a new credential",
+        "upstreams[0].credentials[1].api_key: '***' keeps the stored key, but upstream 'local-a' has no credential "
+        "'new-two' yet; give the key or env:VAR",
+        "models[0].fallbacks[1]: no model 'no-such-model' in this file or the database",
+    ]
+    assert set(credentials_of("local-a")) == {"backup", "spare"}
+    assert AIModel.objects.get(slug="bench-small").input_per_1m == 1  # rolled back
+
+
 # --- commands ----------------------------------------------------------------
 
 
@@ -375,7 +632,7 @@ def test_import_command_prints_a_summary_and_export_command_writes_a_file(tmp_pa
 
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"{path}: upstreams: 1 created, 0 updated, 0 unchanged; models: 1 created, 0 updated, " + (
-        "0 unchanged; routes: 1 created, 0 updated, 0 unchanged"
+        "0 unchanged; routes: 1 created, 0 updated, 0 unchanged; credentials: 0 created, 0 updated, 0 unchanged"
     )
     assert lines[1].endswith("(dry run, nothing saved)")
     assert any(m["id"] == "bench-model" for m in catalog_file_read(path=tmp_path / "out.yaml")["models"])

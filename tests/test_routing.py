@@ -600,3 +600,16 @@ def test_a_stream_that_stalls_before_its_first_event_moves_on(key, fakes):
     record = UsageRecord.objects.get()
     assert record.status_code == 200
     assert attempts_of(record) == [("a", None, "timeout_first_event"), ("b", 200, "ok")]
+
+
+def test_an_attempt_refused_by_beluga_itself_gives_its_slot_back(client, key, fakes):
+    from gateway.routing.slots import slots_taken
+
+    model = make_model()
+    upstream = add_upstream(model, "jobs", fakes[0].base_url, kind="predictions", max_concurrency=1)
+
+    for _ in range(2):
+        response = call(client, key)
+        assert response.status_code == 503  # a job API cannot serve chat
+        assert "cannot call for chat" in error_of(response)["message"]
+    assert slots_taken(upstream.id) == 0

@@ -146,6 +146,15 @@ def state_of(*, upstream_id: int, model: str | None = None) -> str:
     return OPEN if until > time.time() else HALF_OPEN
 
 
+def probes_release(admission: Admission) -> None:
+    """Give back the half-open probes of a call that ended without a verdict on the upstream."""
+    if admission.probes:
+        try:
+            cache.delete_many([_probe_key(scope) for scope in admission.probes])
+        except Exception:  # noqa: BLE001 - the probe key expires on its own
+            logger.warning("could not release breaker probes %s", admission.probes, exc_info=True)
+
+
 def succeeded(admission: Admission) -> None:
     for scope in admission.probes:
         _close(scope)

@@ -5,7 +5,7 @@ from catalog.importer import catalog_export
 
 
 class Command(BaseCommand):
-    help = "Write the catalog as YAML in the catalog_import format. Literal upstream keys are written as ***."
+    help = "Write the catalog as YAML in the catalog_import format. Literal keys (pooled ones too) are written as ***."
 
     def add_arguments(self, parser):
         parser.add_argument("--output", "-o", metavar="FILE", help="Write to FILE instead of standard output.")

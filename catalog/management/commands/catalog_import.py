@@ -7,7 +7,10 @@ from catalog.importer import catalog_import
 
 
 class Command(BaseCommand):
-    help = "Create or update upstreams, models and routes from a catalog YAML file (format: catalog/catalog_file.py)."
+    help = (
+        "Create or update upstreams (with their credentials), models and routes from a catalog YAML file "
+        "(format: catalog/catalog_file.py)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="Path to the catalog file, or - for standard input.")
