@@ -639,7 +639,7 @@ class UpstreamAdmin(CatalogCacheClearMixin, admin.ModelAdmin):
         # Breakers and concurrency slots are the gateway's (gateway.routing); the admin only shows them.
         from gateway.routing.health import upstream_states
 
-        states = upstream_states()
+        states = upstream_states(fresh=True)
         urls = dict(Upstream.objects.filter(name__in=[s.name for s in states]).values_list("name", "pk"))
         rows = [
             {**asdict(state), "url": reverse("admin:catalog_upstream_change", args=[urls[state.name]])}

@@ -35,7 +35,7 @@ class RouteTarget:
     upstream_name: str
     kind: str
     base_url: str
-    api_key: str  # resolved credential; never logged or returned
+    api_key: str = field(repr=False)  # resolved credential; never logged or returned
     connect_timeout: float
     read_timeout: float  # idle: between bytes, between stream chunks
     upstream_model: str
@@ -46,7 +46,7 @@ class RouteTarget:
     total_timeout: float | None = None  # a whole call; None: only the request's deadline
     max_concurrency: int | None = None  # calls in flight across instances; None: no cap
     credential: str = PRIMARY_CREDENTIAL  # the label of api_key
-    credentials: tuple[tuple[str, str], ...] = ()
+    credentials: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,15 +98,18 @@ class _Snapshot:
 _snapshot = _Snapshot()
 
 
-def _credential_pools() -> dict[int, list[tuple[str, str]]]:
-    """Each upstream's extra credentials in rotation (enabled, not refused), resolved."""
+def _credential_pools() -> tuple[dict[int, list[tuple[str, str]]], set[int]]:
+    """Each upstream's extra credentials in rotation (enabled, not refused), resolved; and the
+    upstreams that have any (refused ones too)."""
     pools: dict[int, list[tuple[str, str]]] = {}
-    rows = UpstreamCredential.objects.filter(enabled=True, failed_at__isnull=True, upstream__enabled=True)
+    having: set[int] = set()
+    rows = UpstreamCredential.objects.filter(enabled=True, upstream__enabled=True)
     for row in rows.order_by("upstream_id", "label"):
-        key = upstream_credential(row.api_key)
+        having.add(row.upstream_id)
+        key = upstream_credential(row.api_key) if row.failed_at is None else ""
         if key:
             pools.setdefault(row.upstream_id, []).append((row.label, key))
-    return pools
+    return pools, having
 
 
 def _load() -> dict[str, ModelInfo]:
@@ -114,11 +117,13 @@ def _load() -> dict[str, ModelInfo]:
     route_rows = Route.objects.filter(enabled=True, upstream__enabled=True, model__enabled=True).select_related(
         "upstream"
     )
-    extra_credentials = _credential_pools()
+    extra_credentials, having_credentials = _credential_pools()
     for route in route_rows:
         up = route.upstream
         primary = upstream_credential(up.api_key) if up.api_key_failed_at is None else ""
         pool = ([(PRIMARY_CREDENTIAL, primary)] if primary else []) + extra_credentials.get(up.id, [])
+        if not pool and ((up.api_key and up.api_key_failed_at) or up.id in having_credentials):
+            continue  # every credential it has was refused: never called without one
         label, key = pool[0] if pool else (PRIMARY_CREDENTIAL, "")
         routes_by_model.setdefault(route.model_id, []).append(
             RouteTarget(

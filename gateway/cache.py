@@ -99,8 +99,9 @@ class _CounterRedisCacheClient(_ReusedClientRedisCacheClient):
         script = self._add_scripts.get(id(client))
         if script is None:
             script = self._add_scripts[id(client)] = client.register_script(_ADD_OR_INCR)
-        added, count = script(keys=[key], args=[value, timeout, 1])
-        self._counted.last = None if added else (key, count)
+        # An add of 0 (django-ratelimit peeking without counting) increments by 0: it only reads.
+        added, count = script(keys=[key], args=[value, timeout, value])
+        self._counted.last = None if added or value != 1 else (key, count)
         return bool(added)
 
     def incr(self, key, delta):

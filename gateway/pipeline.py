@@ -16,6 +16,7 @@ billing); nothing here writes another app's tables directly.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -88,10 +89,16 @@ NEEDS_IMAGE_BYTES = frozenset({"gemini"})
 DROPPED_HEADER = "X-Beluga-Dropped-Params"
 UPSTREAM_HEADER = "X-Beluga-Upstream"  # which upstream answered
 MODEL_HEADER = "X-Beluga-Model"  # which model answered (a fallback's id when one did)
-# Upstream answers worth another upstream: transient, not the request's fault.
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-# The upstream refused Beluga's credential: it leaves the pool; the call may go on with another.
-CREDENTIAL_STATUSES = frozenset({401, 403})
+# Upstream answers worth another upstream: transient, not the request's fault (and every 5xx:
+# Anthropic's 529 "overloaded", a CDN's 52x).
+RETRYABLE_STATUSES = frozenset({408, 429})
+# The upstream refused Beluga's credential: it leaves the pool; the call goes on with the next one.
+# Not 403: providers answer it about the request's own resources too (Gemini: a file or cached
+# content the key cannot read), and a client must not be able to switch Beluga's keys off.
+CREDENTIAL_STATUSES = frozenset({401})
+# Stream endings that say the upstream broke off, not that one model failed.
+FAILED_ATTEMPT_LATENCY_MS = 10_000  # what a failed attempt counts as, for the latency strategy
+TRANSPORT_FAILURES = frozenset({"upstream_stream_broken", "upstream_total_timeout", "upstream_stream_incomplete"})
 COST_HEADER = "X-Request-Cost-Micro-Usd"
 # Without the upstream's usage (a stream cut short), tokens are estimated from
 # characters: about four characters a token for English text with OpenAI's
@@ -133,7 +140,10 @@ class CallContext:
     attempts: list[dict] | None = None
     admission: breakers.Admission | None = None
     attempt_started: float = 0.0
-    held_tokens: tuple[int, int] | None = None  # (input, output) tokens the hold was sized for
+    attempt_first_byte_ms: int | None = None  # to the answer's headers (a stream's first event)
+    slot: str | None = None  # the attempt's concurrency lease (gateway/routing/slots.py)
+    # What the hold was sized for: input tokens, the output cap the request (or route) set, answers asked.
+    held_tokens: tuple[int, int | None, int] | None = None
 
 
 class AttemptFailed(Exception):
@@ -148,7 +158,7 @@ class AttemptFailed(Exception):
 
     @property
     def retryable(self) -> bool:
-        return self.status is None or self.status in RETRYABLE_STATUSES
+        return self.status is None or self.status >= 500 or self.status in RETRYABLE_STATUSES
 
     @property
     def credential_refused(self) -> bool:
@@ -406,8 +416,8 @@ def hold_for_call(ctx: CallContext, body, *, output_tokens: int | None = None, i
         if requested is not None:
             output_tokens = min(requested, output_tokens) if model.max_output_tokens else requested
         output_tokens *= requested_choices(body)
+        ctx.held_tokens = (input_tokens, requested, requested_choices(body))
     amount = max_token_cost(model=model, input_tokens=input_tokens, output_tokens=output_tokens)
-    ctx.held_tokens = (input_tokens, output_tokens)
     hold_money(
         ctx,
         amount,
@@ -615,9 +625,15 @@ def _call_upstreams(ctx: CallContext, call_route) -> HttpResponse:
             return None
         if not ctx.key.allows_model(other.slug) or (ctx.stream and not other.supports_stream):
             return None
-        if ctx.hold is not None and ctx.held_tokens is not None:
-            # The money held was sized for the requested model: a dearer fallback could cost more.
-            worst = max_token_cost(model=other, input_tokens=ctx.held_tokens[0], output_tokens=ctx.held_tokens[1])
+        if ctx.hold is not None:
+            # The money held was sized for the requested model: a fallback that could cost more is not used.
+            if ctx.held_tokens is None:
+                return None
+            input_tokens, requested, choices = ctx.held_tokens
+            output = other.max_output_tokens or limits["RESERVE_DEFAULT_OUTPUT_TOKENS"]
+            if requested is not None:
+                output = min(requested, output) if other.max_output_tokens else requested
+            worst = max_token_cost(model=other, input_tokens=input_tokens, output_tokens=output * choices)
             if worst > ctx.hold.amount_micro_usd:
                 return None
         return other
@@ -639,14 +655,20 @@ def _call_upstreams(ctx: CallContext, call_route) -> HttpResponse:
             skipped += 1
             continue
         attempt_route = with_credential(route)
-        if attempt_route is None or not slot_take(attempt_route):
+        slot = slot_take(attempt_route) if attempt_route is not None else None
+        if slot is None:
+            breakers.probes_release(admission)
             skipped += 1
             continue
         if ctx.attempts and not retry_budget.retry_allowed():
-            slot_give_back(attempt_route)
+            slot_give_back(attempt_route, slot)
+            breakers.probes_release(admission)
             break
-        ctx.model, ctx.route, ctx.admission = model, attempt_route, admission
+        ctx.slot = slot
+        ctx.model, ctx.route, ctx.admission = model, _within_deadline(attempt_route, deadline), admission
         ctx.attempt_started = time.perf_counter()
+        ctx.attempt_first_byte_ms = None
+        release_db_connection()  # a fallback's catalog read must not hold a connection during the call
         try:
             response = call_route()
         except AttemptFailed as failure:
@@ -674,8 +696,8 @@ def _call_upstreams(ctx: CallContext, call_route) -> HttpResponse:
     if last is None:
         cooldown = int(limits["BREAKER_COOLDOWN_SECONDS"])
         raise UpstreamError(
-            f"Every upstream of '{requested.slug}' is unavailable right now (circuit open or at capacity); "
-            f"retry in {cooldown} s.",
+            f"No upstream of '{requested.slug}' can take the call right now (circuit open, at capacity, "
+            f"or no working credential); retry in {cooldown} s.",
             status=503,
             code="upstream_unavailable",
             headers={"Retry-After": str(max(1, cooldown))},
@@ -690,6 +712,20 @@ def _call_upstreams(ctx: CallContext, call_route) -> HttpResponse:
         upstream_latency_ms=_ms(ctx.attempt_started),
     )
     raise error
+
+
+def _within_deadline(route: RouteTarget, deadline: float) -> RouteTarget:
+    """The route with its timeouts cut to what is left of the request's deadline."""
+    left = deadline - time.perf_counter()
+    first_byte = route.first_byte_timeout or route.read_timeout
+    if left >= first_byte and (route.total_timeout is None or left >= route.total_timeout):
+        return route
+    left = max(left, 0.001)
+    return dataclasses.replace(
+        route,
+        first_byte_timeout=min(first_byte, left),
+        total_timeout=min(route.total_timeout or left, left),
+    )
 
 
 def _attempt_entry(ctx: CallContext, *, status: int | None, outcome: str) -> dict:
@@ -708,35 +744,49 @@ def _attempt_failed(ctx: CallContext, failure: AttemptFailed) -> None:
     metrics.attempt_observed(
         upstream=ctx.route.upstream_name, outcome=failure.outcome, seconds=time.perf_counter() - ctx.attempt_started
     )
-    slot_give_back(ctx.route)
+    _slot_release(ctx)
     if failure.retryable:  # a 4xx says nothing about the upstream's health
-        breakers.failed(ctx.admission)
+        breakers.failed(ctx.admission, upstream_wide=failure.status is None)
+        # A failing upstream must not look fast to the latency strategy.
+        latency_observed(upstream_id=ctx.route.upstream_id, model=ctx.model.slug, ms=FAILED_ATTEMPT_LATENCY_MS)
+    else:
+        breakers.probes_release(ctx.admission)
     ctx.admission = None
+
+
+def _slot_release(ctx: CallContext) -> None:
+    slot, ctx.slot = ctx.slot, None
+    slot_give_back(ctx.route, slot)
 
 
 def _attempt_abandoned(ctx: CallContext) -> None:
     """An attempt that ended in an exception of Beluga's own, unrecorded: free its slot and probe."""
     if ctx.admission is None:
         return
-    slot_give_back(ctx.route)
+    _slot_release(ctx)
     breakers.probes_release(ctx.admission)
     ctx.admission = None
 
 
+def _outcome(status: int, error_type: str) -> str:
+    return "ok" if status < 500 else error_type or f"http_{status}"
+
+
 def _attempt_ended(ctx: CallContext, *, status: int, error_type: str) -> None:
-    """The answering attempt ended (its answer sent or cut): count it for the breakers, free its slot."""
+    """The answering attempt ended (its answer sent or cut, and recorded): count it for the breakers,
+    free its slot."""
     ok = status < 500
-    outcome = "ok" if ok else error_type or f"http_{status}"
-    ctx.attempts.append(_attempt_entry(ctx, status=status, outcome=outcome))
+    outcome = _outcome(status, error_type)
     metrics.attempt_observed(
         upstream=ctx.route.upstream_name, outcome=outcome, seconds=time.perf_counter() - ctx.attempt_started
     )
-    slot_give_back(ctx.route)
+    _slot_release(ctx)
     if ok:
         breakers.succeeded(ctx.admission)
-        latency_observed(upstream_id=ctx.route.upstream_id, model=ctx.model.slug, ms=_ms(ctx.attempt_started))
+        first_byte = ctx.attempt_first_byte_ms if ctx.attempt_first_byte_ms is not None else _ms(ctx.attempt_started)
+        latency_observed(upstream_id=ctx.route.upstream_id, model=ctx.model.slug, ms=first_byte)
     else:
-        breakers.failed(ctx.admission)
+        breakers.failed(ctx.admission, upstream_wide=error_type in TRANSPORT_FAILURES)
     ctx.admission = None
 
 
@@ -744,7 +794,7 @@ def _credential_refused(route: RouteTarget) -> None:
     """Out of the pool here at once, and for every instance once the refusal is saved."""
     from catalog.services import upstream_credential_refused
 
-    credential_refused(upstream_id=route.upstream_id, label=route.credential)
+    credential_refused(route)
     try:
         upstream_credential_refused(upstream_id=route.upstream_id, label=route.credential)
     except Exception:  # noqa: BLE001 - flagging is best effort; this process already stopped using it
@@ -788,8 +838,10 @@ def _record(
         logger.error("call %s was already recorded; not recording it twice", ctx.request_id)
         return cost
     usage = usage or Usage()
-    if ctx.admission is not None:
-        _attempt_ended(ctx, status=fields.get("status_code", 200), error_type=fields.get("error_type", ""))
+    ended = ctx.admission is not None
+    if ended:  # the answering attempt: on the record it ends
+        status, error_type = fields.get("status_code", 200), fields.get("error_type", "")
+        ctx.attempts.append(_attempt_entry(ctx, status=status, outcome=_outcome(status, error_type)))
     try:
         _usage_record(ctx, usage, cost, estimated, {**fields, "media": media})
     except Exception:
@@ -798,6 +850,11 @@ def _record(
         release_unrecorded(ctx)
         raise
     ctx.recorded = True
+    if ended:
+        try:
+            _attempt_ended(ctx, status=status, error_type=error_type)
+        except Exception:  # noqa: BLE001 - the record is written; health bookkeeping must not undo that
+            logger.exception("ending the attempt of %s failed", ctx.request_id)
     metrics.usage_observed(
         model=ctx.model.slug, cost_micro_usd=cost, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens
     )
@@ -867,6 +924,7 @@ def _send(ctx: CallContext, *, call, read_error):
     if error is None:
         if ctx.stream and ctx.route.first_byte_timeout:
             idle_timeout_set(upstream, ctx.route.read_timeout)  # the first event is in: now between chunks
+        ctx.attempt_first_byte_ms = _ms(upstream_started)
         return upstream, upstream_started
     if ctx.attempts is not None:
         outcome = f"http_{status}" if status is not None else getattr(error, "outcome", "") or "connect_error"
@@ -1013,10 +1071,14 @@ def _fetchable(url: str) -> bool:
 GOOGLE_FILE_URIS = ("https://generativelanguage.googleapis.com/",)
 
 
-def _prepare(ctx: CallContext, conversation: Conversation) -> None:
-    """What the upstream's protocol needs that the client's may have left out."""
+def _prepare(ctx: CallContext, conversation: Conversation) -> Conversation:
+    """What the upstream's protocol needs that the client's may have left out; the conversation as
+    this attempt sends it (the client's own is left as it was for the next attempt)."""
     if conversation.max_tokens is None and ctx.route.kind == "anthropic":
-        conversation.max_tokens = ctx.model.max_output_tokens or anthropic_messages.DEFAULT_MAX_TOKENS
+        # This model's cap, not a previous attempt's (a fallback may allow fewer).
+        conversation = dataclasses.replace(
+            conversation, max_tokens=ctx.model.max_output_tokens or anthropic_messages.DEFAULT_MAX_TOKENS
+        )
     if ctx.route.kind in NEEDS_IMAGE_BYTES:
         for message in conversation.messages:
             for part in message.parts:
@@ -1025,6 +1087,7 @@ def _prepare(ctx: CallContext, conversation: Conversation) -> None:
                     if isinstance(image, Image) and image.data is None and _fetchable(image.url or ""):
                         fetched = fetch_image(image.url, param="messages")
                         image.data, image.media_type, image.url = fetched.data, fetched.media_type, None
+    return conversation
 
 
 def post_upstream(route: RouteTarget, outbound: UpstreamRequest, *, request_id: str, stream: bool):
@@ -1168,7 +1231,7 @@ def _translated(ctx: CallContext, conversation: Conversation, writer_options: di
     upstream_protocol = UPSTREAM_PROTOCOLS.get(ctx.route.kind)
     if upstream_protocol is None:
         raise UpstreamError(f"'{ctx.model.slug}' is routed to an upstream Beluga cannot call for chat.", status=503)
-    _prepare(ctx, conversation)
+    conversation = _prepare(ctx, conversation)
     if conversation.n > 1:
         raise InvalidRequest(
             "Several answers per request (n > 1) need an upstream of the client's own protocol; "

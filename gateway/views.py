@@ -1,5 +1,7 @@
 """HTTP entry points of the API. Thin: parse, call the pipeline or a selector, serialise."""
 
+import logging
+
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -17,6 +19,8 @@ from gateway.idempotency import idempotent
 from gateway.media import images, speech, transcriptions
 from gateway.media import videos as videos_api
 from gateway.routing.health import upstream_states
+
+logger = logging.getLogger("beluga.views")
 
 
 def _post_only(request: HttpRequest) -> None:
@@ -235,12 +239,17 @@ def health(request: HttpRequest) -> JsonResponse:
         }
         if unpriced:
             body["status"] = "degraded"
-        body["upstreams"] = [_upstream_health(state) for state in upstream_states()]
-        if any(u["state"] != "healthy" for u in body["upstreams"]):
-            body["status"] = "degraded"
     except Exception:  # noqa: BLE001 - any database failure means not ready
         body.update(status="unavailable", database="error")
         status = 503
+    if status == 200:
+        try:
+            body["upstreams"] = [_upstream_health(state) for state in upstream_states()]
+            if any(u["state"] != "healthy" for u in body["upstreams"]):
+                body["status"] = "degraded"
+        except Exception:  # noqa: BLE001 - the shared cache is down: still serving, health unknown
+            logger.warning("upstream states unavailable", exc_info=True)
+            body["status"] = "degraded"
     try:
         cache.get("health-probe")
     except Exception:  # noqa: BLE001

@@ -131,9 +131,10 @@ def _clean_shared_state(request):
 
 def _routing_reset() -> None:
     """Each process's routing state (breaker copies, credential rotation, latency, retry budget)."""
-    from gateway.routing import breakers, plan
+    from gateway.routing import breakers, health, plan
     from gateway.routing.budget import retry_budget
 
+    health._memo.clear()
     breakers.reset_for_tests()
     plan.reset_for_tests()
     retry_budget.reset()

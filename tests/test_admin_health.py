@@ -48,7 +48,7 @@ def busy_upstream():
     UpstreamCredential.objects.create(upstream=upstream, label="spare", api_key="env:SPARE_KEY")
     model = AIModel.objects.create(slug="busy-model", name="Busy", vendor="Acme", input_per_1m=1, output_per_1m=1)
     Route.objects.create(model=model, upstream=upstream, upstream_model="busy-model")
-    assert slot_take(model_get(slug="busy-model").routes[0])
+    assert slot_take(model_get(slug="busy-model").routes[0])  # a lease id
     upstream_credential_refused(upstream_id=upstream.pk, label="backup")
     return upstream
 

@@ -521,10 +521,45 @@ def test_health_reports_each_upstreams_state_without_credentials(client, key, fa
     body = response.json()
     assert response.status_code == 200 and body["status"] == "degraded"
     states = {u["name"]: u for u in body["upstreams"]}
-    assert states["a"]["state"] == "open" and states["a"]["breaker"] == "open"
-    assert states["a"]["window"] == {"calls": 2, "failures": 2}
+    # 503s are the model's: its breaker on `a` opened, `a` itself answered and stays closed.
+    assert states["a"]["state"] == "degraded" and states["a"]["breaker"] == "closed"
+    assert states["a"]["models_open"] == [MODEL_ID]
     assert states["b"]["state"] == "healthy"
     assert "secret-of" not in response.content.decode()
+
+
+def test_an_unreachable_upstream_opens_its_own_breaker(client, key, fakes, tune):
+    tune(BREAKER_MIN_CALLS=2, BREAKER_COOLDOWN_SECONDS=30.0, BREAKER_REFRESH_SECONDS=0.0)
+    model = make_model()
+    other = make_model("test-other")
+    down = _closed_port_url()
+    add_upstream(model, "down", down, priority=0)
+    add_upstream(other, "down", down, priority=0)
+    add_upstream(model, "b", fakes[1].base_url, priority=1)
+    add_upstream(other, "b", fakes[1].base_url, priority=1)
+    for _ in range(2):
+        assert call(client, key).status_code == 200
+
+    states = {u["name"]: u for u in client.get("/v1/health").json()["upstreams"]}
+    assert states["down"]["state"] == "open" and states["down"]["window"] == {"calls": 2, "failures": 2}
+    # The whole upstream is skipped, for its other models too.
+    response = post_chat(client, key, chat_body(model="test-other"))
+    assert response.status_code == 200
+    assert attempts_of(UsageRecord.objects.order_by("-id").first()) == [("b", 200, "ok")]
+
+
+def test_one_broken_model_does_not_open_its_upstream_for_the_others(client, key, fakes, tune):
+    tune(BREAKER_MIN_CALLS=2, BREAKER_COOLDOWN_SECONDS=30.0, BREAKER_REFRESH_SECONDS=0.0)
+    model = make_model()
+    other = make_model("test-other")
+    add_upstream(model, "a", fakes[0].base_url, priority=0)
+    add_upstream(other, "a", fakes[0].base_url, priority=0)
+    fakes[0].fail_with(status=500, times=2)
+    for _ in range(2):
+        assert call(client, key).status_code == 502
+
+    assert call(client, key).status_code == 503  # test-model's breaker on `a` is open
+    assert post_chat(client, key, chat_body(model="test-other")).status_code == 200  # `a` itself is not
 
 
 def test_an_active_probe_closes_the_breaker_of_a_recovered_upstream(client, key, fakes, tune):

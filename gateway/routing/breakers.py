@@ -116,13 +116,14 @@ def admit(*, upstream_id: int, model: str) -> Admission | None:
     """Whether a call may go to this upstream for this model now; None while a breaker is open."""
     scopes = (upstream_scope(upstream_id), model_scope(upstream_id, model))
     _refresh(scopes)
-    probes = []
+    probes: list[str] = []
     now = time.time()
     for scope in scopes:
         until = _view.open_until.get(scope)
         if until is None:
             continue
         if until > now:
+            probes_release(Admission(scopes=scopes, probes=tuple(probes)))
             return None
         # Cool-down over: half-open. One call across every instance is the probe; the others skip.
         probe_ttl = max(5.0, _conf("BREAKER_COOLDOWN_SECONDS"))
@@ -131,6 +132,7 @@ def admit(*, upstream_id: int, model: str) -> Admission | None:
         except Exception:  # noqa: BLE001
             won = False
         if not won:
+            probes_release(Admission(scopes=scopes, probes=tuple(probes)))
             return None
         probes.append(scope)
     return Admission(scopes=scopes, probes=tuple(probes))
@@ -159,20 +161,34 @@ def succeeded(admission: Admission) -> None:
     for scope in admission.probes:
         _close(scope)
     _count(admission.scopes, failed=False)
+    _flusher_start()
 
 
-def failed(admission: Admission) -> None:
-    """Count a failure; open a breaker whose window now crosses the threshold (or whose probe failed)."""
-    for scope in admission.probes:
-        _open(scope, reason="its half-open probe failed")
-    _count(admission.scopes, failed=True)
-    _flush()
-    for scope in admission.scopes:
-        if scope in admission.probes:
-            continue
-        calls, failures = window_counts(scope)
-        if calls >= _conf("BREAKER_MIN_CALLS") and failures >= calls * _conf("BREAKER_FAILURE_RATIO"):
-            _open(scope, reason=f"{failures} of its last {calls} calls failed")
+def failed(admission: Admission, *, upstream_wide: bool = True) -> None:
+    """Count a failure; open a breaker whose window now crosses the threshold (or whose probe failed).
+
+    `upstream_wide`: the failure says something of the whole upstream (it could not be reached, timed
+    out, broke a stream off). An error status of one model (a 5xx, a 429) counts against that model's
+    breaker only, so one broken model does not take its upstream's other models down."""
+    scopes = admission.scopes if upstream_wide else admission.scopes[1:]
+    upstream_only = admission.scopes[:1] if not upstream_wide else ()
+    try:
+        for scope in admission.probes:
+            if scope in scopes:
+                _open(scope, reason="its half-open probe failed")
+            else:
+                cache.delete(_probe_key(scope))  # no verdict on this one: another call may probe it
+        _count(scopes, failed=True)
+        _count(upstream_only, failed=False)  # the upstream answered: it is reachable
+        _flush()
+        for scope in scopes:
+            if scope in admission.probes:
+                continue
+            calls, failures = window_counts(scope)
+            if calls >= _conf("BREAKER_MIN_CALLS") and failures >= calls * _conf("BREAKER_FAILURE_RATIO"):
+                _open(scope, reason=f"{failures} of its last {calls} calls failed")
+    except Exception:  # noqa: BLE001 - the shared cache is down: the call goes on, breakers stay as they are
+        logger.warning("breaker counts unavailable; failure not counted", exc_info=True)
 
 
 def _open(scope: str, *, reason: str) -> None:
@@ -201,10 +217,36 @@ def _close(scope: str) -> None:
 def cooldown_end(scope: str) -> None:
     """End an open breaker's cool-down now: the next call is its half-open probe (an active probe
     found its upstream answering again, so its models get a chance before their cool-down ends)."""
-    if cache.get(_open_key(scope)) is None:
+    try:
+        if cache.get(_open_key(scope)) is None:
+            return
+        cache.set(_open_key(scope), time.time(), _conf("BREAKER_WINDOW_SECONDS"))
+    except Exception:  # noqa: BLE001
+        logger.warning("could not end the cool-down of %s", scope, exc_info=True)
         return
-    cache.set(_open_key(scope), time.time(), _conf("BREAKER_WINDOW_SECONDS"))
     _view.open_until[scope] = time.time()
+
+
+_flusher = {"thread": None}
+
+
+def _flusher_start() -> None:
+    """Successes are written once a second even when the process gets no more calls (a quiet
+    process must not leave the shared window short of its successes)."""
+    if _flusher["thread"] is not None:
+        return
+    with _pending_lock:
+        if _flusher["thread"] is not None:
+            return
+
+        def loop() -> None:
+            while True:
+                time.sleep(FLUSH_SECONDS)
+                if _pending:
+                    _flush()
+
+        _flusher["thread"] = threading.Thread(target=loop, name="beluga-breaker-counts", daemon=True)
+        _flusher["thread"].start()
 
 
 def _count(scopes: tuple[str, ...], *, failed: bool) -> None:

@@ -7,6 +7,7 @@ upstream and model.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from gateway.routing import breakers
@@ -30,8 +31,22 @@ class UpstreamState:
     max_concurrency: int | None = None
 
 
-def upstream_states() -> list[UpstreamState]:
-    """Every enabled upstream, by name."""
+MEMO_SECONDS = 2.0  # load balancers probe /v1/health often; states are read at most this often
+_memo: dict[str, tuple[float, list]] = {}
+
+
+def upstream_states(*, fresh: bool = False) -> list[UpstreamState]:
+    """Every enabled upstream, by name (this process's reading of the last two seconds unless `fresh`)."""
+    now = time.monotonic()
+    memo = _memo.get("states")
+    if not fresh and memo is not None and now - memo[0] < MEMO_SECONDS:
+        return memo[1]
+    states = _read_states()
+    _memo["states"] = (now, states)
+    return states
+
+
+def _read_states() -> list[UpstreamState]:
     from catalog.models import Route, Upstream, UpstreamCredential
     from catalog.selectors import PRIMARY_CREDENTIAL
 

@@ -10,10 +10,14 @@ checked by the pipeline as it walks this order (gateway/pipeline.py).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
+
+from django.conf import settings
 
 from catalog.selectors import ModelInfo, RouteTarget
 
@@ -21,7 +25,8 @@ from catalog.selectors import ModelInfo, RouteTarget
 LATENCY_WEIGHT = 0.3
 _latency_ms: dict[tuple[int, str], float] = {}
 _rotation: dict[int, itertools.count] = {}
-_refused: set[tuple[int, str]] = set()  # credentials refused here, before the catalog snapshot drops them
+# Credentials refused here, until the catalog snapshot drops them: (upstream, label) -> (until, key fingerprint).
+_refused: dict[tuple[int, str], tuple[float, str]] = {}
 _lock = threading.Lock()
 
 
@@ -70,11 +75,26 @@ def latency_observed(*, upstream_id: int, model: str, ms: float) -> None:
     _latency_ms[key] = ms if old is None else old + LATENCY_WEIGHT * (ms - old)
 
 
+def _refused_now(upstream_id: int, label: str, key: str) -> bool:
+    refusal = _refused.get((upstream_id, label))
+    if refusal is None:
+        return False
+    until, fingerprint = refusal
+    if time.monotonic() > until or fingerprint != _fingerprint(key):
+        _refused.pop((upstream_id, label), None)  # the snapshot knows by now, or the key was replaced
+        return False
+    return True
+
+
+def _fingerprint(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def with_credential(route: RouteTarget) -> RouteTarget | None:
     """The route with the next credential of its pool (round-robin per process); None when none is left."""
-    pool = (
-        [c for c in route.credentials if (route.upstream_id, c[0]) not in _refused] if _refused else route.credentials
-    )
+    pool = route.credentials
+    if _refused:
+        pool = tuple(c for c in pool if not _refused_now(route.upstream_id, c[0], c[1]))
     if not pool:
         return None if route.credentials else route  # an upstream without credentials (a local server)
     if len(pool) == 1 and pool[0][0] == route.credential:
@@ -85,9 +105,11 @@ def with_credential(route: RouteTarget) -> RouteTarget | None:
     return dataclasses.replace(route, api_key=key, credential=label)
 
 
-def credential_refused(*, upstream_id: int, label: str) -> None:
-    """Out of rotation in this process at once (the catalog snapshot drops it everywhere on its next load)."""
-    _refused.add((upstream_id, label))
+def credential_refused(route: RouteTarget) -> None:
+    """Out of rotation in this process at once, until the catalog snapshot (which drops it everywhere)
+    has reloaded; a key replaced meanwhile is not held against its label."""
+    until = time.monotonic() + 2 * settings.BELUGA["CATALOG_CACHE_SECONDS"] + 1
+    _refused[(route.upstream_id, route.credential)] = (until, _fingerprint(route.api_key))
 
 
 def reset_for_tests() -> None:

@@ -4,7 +4,8 @@ Passive health (the breakers fed by live traffic) knows nothing of an
 upstream that gets no calls, nor when an open one recovers before its
 cool-down ends. For upstreams with `health_probe` on, a periodic Celery beat
 task (gateway.tasks.upstream_probes_task) lists the models of those that had
-no call in the breaker's window, or whose breaker is open: a success closes
+no call in the breaker's window, or whose breaker (or one of its models') is
+open: a success closes
 the upstream's breaker and ends its models' cool-downs (the next call of each
 model is that model's half-open probe); a failure counts like a failed call.
 """
@@ -33,11 +34,25 @@ def _probe_request(upstream, api_key: str) -> tuple[str, dict]:
     return f"{base}/models", ({"Authorization": f"Bearer {api_key}"} if api_key else {})
 
 
-def upstream_probe(upstream) -> bool:
-    """Probe one upstream now and feed the result to its breaker; True when it answered 200."""
+def _probe_credential(upstream) -> str | None:
+    """A credential in rotation ("" for an upstream without any); None when all were refused."""
     from catalog.selectors import upstream_credential
 
-    url, headers = _probe_request(upstream, upstream_credential(upstream.api_key))
+    if upstream.api_key and upstream.api_key_failed_at is None:
+        return upstream_credential(upstream.api_key)
+    pooled = upstream.credentials.filter(enabled=True, failed_at__isnull=True).order_by("label").first()
+    if pooled is not None:
+        return upstream_credential(pooled.api_key)
+    refused = bool(upstream.api_key) or upstream.credentials.filter(enabled=True).exists()
+    return None if refused else ""
+
+
+def upstream_probe(upstream) -> bool:
+    """Probe one upstream now and feed the result to its breaker; True when it answered 200."""
+    key = _probe_credential(upstream)
+    if key is None:
+        return False  # every credential it has was refused: nothing to learn from a 401
+    url, headers = _probe_request(upstream, key)
     scope = breakers.upstream_scope(upstream.id)
     state = breakers.shared_state(scope)
     admission = breakers.Admission(scopes=(scope,), probes=(scope,) if state != breakers.CLOSED else ())
@@ -74,7 +89,11 @@ def upstreams_probe() -> int:
     for upstream in Upstream.objects.filter(enabled=True, health_probe=True):
         scope = breakers.upstream_scope(upstream.id)
         calls, _ = breakers.window_counts(scope)
-        if calls and breakers.shared_state(scope) == breakers.CLOSED:
+        models = upstream.routes.filter(enabled=True).values_list("model__slug", flat=True)
+        all_closed = breakers.shared_state(scope) == breakers.CLOSED and all(
+            breakers.shared_state(breakers.model_scope(upstream.id, slug)) == breakers.CLOSED for slug in models
+        )
+        if calls and all_closed:
             continue  # live traffic already tells its health
         upstream_probe(upstream)
         probed += 1
