@@ -77,7 +77,10 @@ USAGE_TOKENS = Counter(
     registry=_registry,
 )
 
+# labels() takes a lock and builds tuples: each series is looked up once per process.
 _request_series: dict[tuple[str, str, int], tuple] = {}
+_attempt_series: dict[tuple[str, str], tuple] = {}
+_usage_series: dict[str, tuple] = {}
 _failure_logged = False
 
 
@@ -110,8 +113,13 @@ def attempt_observed(*, upstream: str, outcome: str, seconds: float) -> None:
     """One call to an upstream ended: `outcome` is "ok", "http_429", "http_5xx", "timeout", "connect_error",
     "client_error", "stream_broken", ... (a short, fixed word: it is a label)."""
     try:
-        UPSTREAM_ATTEMPTS.labels(upstream, outcome).inc()
-        UPSTREAM_ATTEMPT_SECONDS.labels(upstream).observe(seconds)
+        key = (upstream, outcome)
+        series = _attempt_series.get(key)
+        if series is None:
+            series = (UPSTREAM_ATTEMPTS.labels(upstream, outcome), UPSTREAM_ATTEMPT_SECONDS.labels(upstream))
+            series = _attempt_series.setdefault(key, series)
+        series[0].inc()
+        series[1].observe(seconds)
     except Exception:
         _observation_failed()
 
@@ -120,9 +128,17 @@ def usage_observed(*, model: str, cost_micro_usd: int, input_tokens: int, output
     """One call's billed usage, under its public model id."""
     try:
         # Counters only go up; a negative amount would be a bug elsewhere, not a refund.
-        USAGE_COST.labels(model).inc(max(cost_micro_usd, 0))
-        USAGE_TOKENS.labels(model, "input").inc(max(input_tokens, 0))
-        USAGE_TOKENS.labels(model, "output").inc(max(output_tokens, 0))
+        series = _usage_series.get(model)
+        if series is None:
+            series = (
+                USAGE_COST.labels(model),
+                USAGE_TOKENS.labels(model, "input"),
+                USAGE_TOKENS.labels(model, "output"),
+            )
+            series = _usage_series.setdefault(model, series)
+        series[0].inc(max(cost_micro_usd, 0))
+        series[1].inc(max(input_tokens, 0))
+        series[2].inc(max(output_tokens, 0))
     except Exception:
         _observation_failed()
 
