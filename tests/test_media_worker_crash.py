@@ -25,6 +25,7 @@ from gateway.media.jobs import media_tasks_resume
 from gateway.models import MediaTask
 from tests.fake_media import mp4_bytes
 from tests.fixtures_media_tasks import VIDEO_SECOND_PRICE
+from tests.fixtures_servers import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ledger_invariants")]
 
@@ -69,19 +70,6 @@ def _worker(queue: str, log: Path) -> subprocess.Popen:
         )
 
 
-def _wait_for(condition, *, timeout: float, what: str, log: Path):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(
-                f"timed out after {timeout} s waiting for {what}\n--- worker log ---\n{log.read_text()[-4000:]}"
-            )
-        time.sleep(0.05)
-
-
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -123,7 +111,7 @@ def test_a_worker_killed_mid_poll_loses_nothing(
         assert response.status_code == 200, response.content
         task_id = response.json()["id"]
         # The worker submitted the job and is polling it.
-        _wait_for(lambda: fake_media.get_count("/v1/videos/", "GET") >= 3, timeout=60, what="polls", log=log)
+        wait_for(lambda: fake_media.get_count("/v1/videos/", "GET") >= 3, timeout=60, what="polls", log=log)
 
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
@@ -143,7 +131,7 @@ def test_a_worker_killed_mid_poll_loses_nothing(
             task.refresh_from_db()
             return task.status == "completed"
 
-        _wait_for(completed, timeout=60, what="the task to complete in the second worker", log=log)
+        wait_for(completed, timeout=60, what="the task to complete in the second worker", log=log)
     finally:
         _stop(first)
         if second is not None:
