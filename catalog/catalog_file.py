@@ -31,6 +31,8 @@ works too) of this shape::
         media: {sizes: ["1:1", "16:9"], max_n: 4}   # image, video and audio models: see docs/media.md
         routing: priority             # priority (at random by weight) | latency, among routes of one priority
         fallbacks: [other-model]      # model ids tried in order when no upstream of this one answers
+      - id: gpt-latest
+        alias_of: gpt-4o-mini         # another name: that model's routes, prices and fallbacks; answers name it
         routes:
           - {upstream: local-a, upstream_model: gpt-4o-mini, priority: 0, weight: 1, enabled: true}
           # params: merged into the upstream request body (its own protocol), over the client's values
@@ -55,7 +57,9 @@ the two cache prices: the mapping states the whole list price.
 An upstream's `credentials` are matched by label (a slug; "primary" names
 `api_key`). A credential absent from the file is left as it is, and so is an
 upstream without `credentials`; a new one needs `api_key`. A model's
-`fallbacks` must name models in the file or already in the database.
+`fallbacks` must name models in the file or already in the database; an
+`alias_of` a model above it in the file or already in the database (an alias
+needs no vendor, prices or routes of its own).
 """
 
 from __future__ import annotations
@@ -115,6 +119,7 @@ _MODEL_KEYS = (
     "media",
     "routing",
     "fallbacks",
+    "alias_of",
     "routes",
 )
 _MEDIA_KEYS = tuple(dict.fromkeys(key for keys in MEDIA_OPTION_KEYS.values() for key in keys))
@@ -409,6 +414,14 @@ class _Validator:
             fields["routing"] = self.choice(entry["routing"], f"{path}.routing", ROUTING_CHOICES)
         if "fallbacks" in entry:
             fields["fallbacks"] = self.fallbacks(entry["fallbacks"] or [], f"{path}.fallbacks", slug=slug)
+        if "alias_of" in entry:
+            target = entry["alias_of"]
+            if target is not None and (not isinstance(target, str) or not target.strip()):
+                self.error(f"{path}.alias_of", "must be a model id, or null")
+            elif target is not None and target == slug:
+                self.error(f"{path}.alias_of", "a model cannot be an alias of itself")
+            else:
+                fields["alias_of"] = target  # a model id here; the importer resolves it
         if "list_price" in entry:
             prices = self.mapping(entry["list_price"], f"{path}.list_price", PRICE_KEYS + OPTIONAL_PRICE_KEYS) or {}
             for price_key in OPTIONAL_PRICE_KEYS:

@@ -21,7 +21,7 @@ The file format is described in catalog/catalog_file.py. Rules of an import:
 - An `api_key` of "***" (what catalog_export writes for a literal secret)
   keeps the stored key, so an exported file can be imported back; this holds
   for an upstream's `credentials` too.
-- A key the upstream refused (401/403) goes back into rotation when the file
+- A key the upstream refused (401) goes back into rotation when the file
   gives it a new value; the same value leaves the refusal to be cleared in the admin.
 - The whole file is validated and written in one transaction: every problem is
   reported, each naming its path (`models[3].price.input_per_1m: ...`), and
@@ -177,6 +177,21 @@ class _Writer:
         lookup = {"upstream": upstream, "label": spec.label}
         _upsert(self.UpstreamCredential, current, lookup, fields, self.result.credentials, self.using)
 
+    def _alias_target(self, spec: ModelSpec, written: dict):
+        """The model an `alias_of` names: one written above in this file or in the database;
+        None to clear it; False (with an error) when there is none, or it is an alias itself."""
+        slug = spec.fields["alias_of"]
+        if slug is None:
+            return None
+        target = written.get(slug) or self.AIModel.objects.using(self.using).filter(slug=slug).first()
+        if target is None:
+            self.errors.append(f"{spec.path}.alias_of: no model {slug!r} above it in this file or in the database")
+            return False
+        if target.alias_of_id is not None:
+            self.errors.append(f"{spec.path}.alias_of: {slug!r} is itself an alias; name the model it stands for")
+            return False
+        return target
+
     def write_models(self, specs: list[ModelSpec]) -> None:
         wanted = {r.upstream for m in specs for r in m.routes} - self.upstreams.keys()
         self.upstreams.update({u.name: u for u in self.Upstream.objects.using(self.using).filter(name__in=wanted)})
@@ -185,6 +200,7 @@ class _Writer:
             (r.model_id, r.upstream_id): r
             for r in self.Route.objects.using(self.using).filter(model__in=[m.pk for m in models.values()])
         }
+        written: dict[str, Any] = {}  # models written so far in this file, by id (alias targets)
         fallbacks = {slug for spec in specs for slug in spec.fields.get("fallbacks", ())}
         known = {spec.slug for spec in specs} | set(
             self.AIModel.objects.using(self.using).filter(slug__in=fallbacks).values_list("slug", flat=True)
@@ -194,12 +210,21 @@ class _Writer:
                 if slug not in known:
                     self.errors.append(f"{spec.path}.fallbacks[{i}]: no model {slug!r} in this file or the database")
             current = models.get(spec.slug)
-            if current is None and "vendor" not in spec.fields:
+            alias = "alias_of" in spec.fields and spec.fields["alias_of"] is not None
+            if current is None and "vendor" not in spec.fields and not alias:
                 self.errors.append(f"{spec.path}.vendor: is required for a new model")
                 continue
             fields = spec.fields if current else {"name": spec.slug, **spec.fields}
+            if "alias_of" in fields:
+                target = self._alias_target(spec, written)
+                if target is False:
+                    continue
+                fields = {**fields, "alias_of": target}
+                if current is None and "vendor" not in fields and target is not None:
+                    fields = {**fields, "vendor": target.vendor, "category": target.category}
             prices_before = current.prices() if current is not None and self.record_prices else None
             model = _upsert(self.AIModel, current, {"slug": spec.slug}, fields, self.result.models, self.using)
+            written[model.slug] = model
             if self.record_prices and model.prices() != prices_before:
                 model_prices_record(model=model, source=PriceChange.Source.IMPORT)
             for route_spec in spec.routes:
@@ -296,7 +321,9 @@ def catalog_export() -> dict:
     """The whole catalog in the import format. Literal credentials become "***"."""
     upstreams = [_upstream_export(u) for u in Upstream.objects.order_by("name").prefetch_related("credentials")]
     models = []
-    for m in AIModel.objects.order_by("vendor", "slug").prefetch_related("routes__upstream"):
+    # Aliases after the models they stand for, so that the file imports in order.
+    rows = AIModel.objects.select_related("alias_of").prefetch_related("routes__upstream")
+    for m in sorted(rows, key=lambda m: (m.alias_of_id is not None, m.vendor, m.slug)):
         models.append(
             {
                 "id": m.slug,
@@ -313,6 +340,7 @@ def catalog_export() -> dict:
                 **({"media": m.media_options} if m.media_options else {}),
                 "routing": m.routing,
                 **({"fallbacks": m.fallbacks} if m.fallbacks else {}),
+                **({"alias_of": m.alias_of.slug} if m.alias_of_id else {}),
                 "routes": [
                     {
                         "upstream": r.upstream.name,

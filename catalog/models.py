@@ -61,14 +61,15 @@ def prices_required(*, category: str) -> tuple[str, ...]:
 
 
 def unpriced_q() -> Q:
-    """Matches the models lacking a price their category needs (REQUIRED_PRICES, as a query)."""
+    """Matches the models lacking a price their category needs (REQUIRED_PRICES, as a query).
+    An alias has no prices of its own: its target's apply."""
     query = Q(pk__in=[])
     for category, names in REQUIRED_PRICES.items():
         missing = Q()
         for name in names:
             missing |= Q(**{f"{name}__isnull": True})
         query |= Q(category=category) & missing
-    return query
+    return query & Q(alias_of__isnull=True)
 
 
 class AIModelQuerySet(models.QuerySet):
@@ -110,6 +111,15 @@ class AIModel(models.Model):
         default="priority",
         db_default="priority",  # older instances keep inserting during a rolling deploy
         help_text="How a call picks among this model's routes of the same priority.",
+    )
+    alias_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="aliases",
+        help_text="Another name for that model: calls to this id are that model's calls (its routes, prices "
+        "and fallbacks; answers name it). Leave this model's own prices and routes empty.",
     )
     fallbacks = models.JSONField(
         default=list,
@@ -202,6 +212,11 @@ class AIModel(models.Model):
             isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in prices.values()
         ):
             errors["per_image_by_option"] = 'Must map options to whole micro-USD, e.g. {"hd": 80000}.'
+        if self.alias_of_id is not None:
+            if self.alias_of_id == self.pk:
+                errors["alias_of"] = "A model cannot be an alias of itself."
+            elif self.alias_of.alias_of_id is not None:
+                errors["alias_of"] = f"'{self.alias_of.slug}' is itself an alias; name the model it stands for."
         fallbacks = self.fallbacks
         if not isinstance(fallbacks, list) or not all(isinstance(v, str) and v for v in fallbacks):
             errors["fallbacks"] = 'Must be a JSON list of model ids, e.g. ["gpt-5.4-mini"].'
@@ -211,7 +226,10 @@ class AIModel(models.Model):
             raise ValidationError(errors)
 
     def missing_prices(self) -> list[str]:
-        """The sale prices this model's category needs and it lacks; empty when it may be served."""
+        """The sale prices this model's category needs and it lacks; empty when it may be served
+        (an alias has none of its own: its target's apply)."""
+        if self.alias_of_id is not None:
+            return []
         return [name for name in prices_required(category=self.category) if getattr(self, name) is None]
 
     def prices(self) -> dict[str, int | None | dict]:
@@ -239,7 +257,7 @@ class Upstream(models.Model):
     # Either the credential itself or `env:VAR` to read it from the environment at call time.
     # More credentials (a key pool, rotated round-robin) are UpstreamCredential rows.
     api_key = models.CharField(max_length=500, blank=True)
-    # Set when the upstream refused api_key (401/403): out of rotation until cleared in the admin.
+    # Set when the upstream refused api_key (401): out of rotation until cleared in the admin.
     api_key_failed_at = models.DateTimeField(null=True, blank=True)
     connect_timeout = models.FloatField(default=10.0, help_text="Seconds to open a connection.")
     first_byte_timeout = models.FloatField(
@@ -281,14 +299,14 @@ class Upstream(models.Model):
 class UpstreamCredential(models.Model):
     """One more credential for an upstream: the pool is the upstream's api_key and these, round-robin.
 
-    A credential the upstream refuses (401/403) is taken out of rotation (`failed_at`) and shown in the
+    A credential the upstream refuses (401) is taken out of rotation (`failed_at`) and shown in the
     admin until someone fixes it and clears the mark."""
 
     upstream = models.ForeignKey(Upstream, on_delete=models.CASCADE, related_name="credentials")
     label = models.SlugField(max_length=64, help_text="A name to tell it apart (never the key itself).")
     api_key = models.CharField(max_length=500, help_text="The credential, or env:VAR.")
     enabled = models.BooleanField(default=True)
-    failed_at = models.DateTimeField(null=True, blank=True, help_text="Refused by the upstream (401/403) at.")
+    failed_at = models.DateTimeField(null=True, blank=True, help_text="Refused by the upstream (401) at.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -146,7 +146,11 @@ def _load() -> dict[str, ModelInfo]:
             )
         )
     models = {}
+    aliases: list[tuple[str, int]] = []
     for m in AIModel.objects.filter(enabled=True):
+        if m.alias_of_id is not None:
+            aliases.append((m.slug, m.alias_of_id))
+            continue
         models[m.slug] = ModelInfo(
             id=m.id,
             slug=m.slug,
@@ -169,6 +173,10 @@ def _load() -> dict[str, ModelInfo]:
             routing=m.routing,
             fallbacks=tuple(v for v in m.fallbacks if isinstance(v, str)) if isinstance(m.fallbacks, list) else (),
         )
+    by_id = {info.id: info for info in models.values()}
+    for slug, target_id in aliases:
+        if target_id in by_id:  # an alias of a disabled model is unavailable with it
+            models[slug] = by_id[target_id]  # the target itself: its routes, prices, and its id in answers
     return models
 
 
@@ -231,7 +239,8 @@ def route_pick(*, model: ModelInfo) -> RouteTarget | None:
 
 def models_public(*, category: str = "", provider: str = "", search: str = "") -> QuerySet[AIModel]:
     """Enabled models for GET /v1/models, filtered. Full-text search on PostgreSQL."""
-    qs = AIModel.objects.filter(enabled=True)
+    # An alias is listed while the model it stands for is enabled.
+    qs = AIModel.objects.filter(enabled=True).exclude(alias_of__enabled=False).select_related("alias_of")
     if "\x00" in category + provider + search:
         return qs.none()  # no id or name holds a NUL, and PostgreSQL refuses it in a query
     if category:
@@ -268,7 +277,12 @@ def models_public(*, category: str = "", provider: str = "", search: str = "") -
 def model_public_get(*, slug: str) -> AIModel | None:
     if "\x00" in slug:
         return None
-    return AIModel.objects.filter(enabled=True, slug=slug).first()
+    return (
+        AIModel.objects.filter(enabled=True, slug=slug)
+        .exclude(alias_of__enabled=False)
+        .select_related("alias_of")
+        .first()
+    )
 
 
 def upstreams_configured() -> int:

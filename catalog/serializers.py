@@ -33,6 +33,13 @@ class PublicModelSerializer(serializers.ModelSerializer):
             "media",
         ]
 
+    def to_representation(self, instance: AIModel) -> dict:
+        """An alias is shown with its target's capabilities and prices, and names its target."""
+        data = super().to_representation(instance.alias_of or instance)
+        data["id"] = instance.slug
+        data["alias_of"] = instance.alias_of.slug if instance.alias_of_id else None
+        return data
+
     def get_object(self, obj: AIModel) -> str:
         return "model"
 

@@ -275,7 +275,8 @@ def model_and_route(
     found = model_get(slug=slug)
     if found is None:
         raise NotFound(f"The model '{slug}' does not exist.", param="model", code="model_not_found")
-    if key is not None and not key.allows_model(found.slug):
+    # An alias (AIModel.alias_of) resolves to its target: a key may name either.
+    if key is not None and not (key.allows_model(found.slug) or key.allows_model(slug)):
         raise PermissionDenied(
             f"This API key may not call '{found.slug}'. It is limited to: {', '.join(key.allowed_models)}.",
             param="model",
@@ -605,7 +606,7 @@ def _call_upstreams(ctx: CallContext, call_route) -> HttpResponse:
     An attempt that fails before anything reached the client (unreachable,
     timed out before its headers, 429 or 5xx) goes on to the next upstream,
     within MAX_ATTEMPTS, the request's deadline and the retry budget; a 4xx
-    is the request's own fault and is returned as it is. A 401/403 refused
+    is the request's own fault and is returned as it is. A 401 refused
     Beluga's credential: it leaves the pool and the same upstream is tried
     with its next credential, never another upstream.
     Upstreams whose breaker is open or that are at their concurrency cap are
@@ -676,7 +677,7 @@ def _call_upstreams(ctx: CallContext, call_route) -> HttpResponse:
             last = failure
             if failure.credential_refused:
                 # Beluga's credential, not the request: the pool's next one, on this upstream only
-                # (401/403 never move a call to another upstream).
+                # (a 401 never moves a call to another upstream).
                 if not route.credentials:
                     break  # an upstream without credentials: nothing to rotate
                 _credential_refused(attempt_route)

@@ -3,11 +3,13 @@ edits reach the catalog snapshot at once."""
 
 import json
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django import forms
 from django.contrib.admin import site
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db.models import Model
 from django.urls import reverse
 from django.utils import timezone
 
@@ -461,7 +463,9 @@ def test_the_list_action_puts_every_refused_credential_back(admin_client_, poole
 
 def _model_form(model: AIModel, **changes) -> dict:
     """The model's change form as a browser posts it (no route rows)."""
-    admin_form = AIModelAdmin(AIModel, site).get_form(None, model)
+    # The form's foreign key (alias_of) asks the request's user what it may add or change.
+    staff = SimpleNamespace(user=SimpleNamespace(has_perm=lambda *args: True, is_active=True, is_staff=True))
+    admin_form = AIModelAdmin(AIModel, site).get_form(staff, model)
     data = {"routes-TOTAL_FORMS": 0, "routes-INITIAL_FORMS": 0, "routes-MIN_NUM_FORMS": 0, "routes-MAX_NUM_FORMS": 1000}
     for name, field in admin_form.base_fields.items():
         value = getattr(model, name)
@@ -469,6 +473,8 @@ def _model_form(model: AIModel, **changes) -> dict:
             data[name] = json.dumps(value)
         elif isinstance(field, forms.BooleanField):
             data[name] = "on" if value else None
+        elif isinstance(value, Model):
+            data[name] = value.pk
         else:
             data[name] = "" if value is None else value
     data.update(changes, _save="Save")

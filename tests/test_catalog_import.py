@@ -257,7 +257,7 @@ extra: 1
         "upstreams[1].connect_timeout: must be a number of seconds greater than 0",
         "upstreams[2].name: is required",
         "models[1]: unknown key 'pirce' (expected one of: id, name, vendor, category, description, enabled, "
-        "context_window, max_output_tokens, capabilities, price, list_price, media, routing, fallbacks, routes)",
+        "context_window, max_output_tokens, capabilities, price, list_price, media, routing, fallbacks, alias_of, routes)",
         "models[1].category: must be one of: chat, code, reasoning, vision, image, video, audio-tts, audio-stt, embedding "
         "(got 'sound')",
         "models[2].capabilities.stream: must be true or false",

@@ -648,3 +648,69 @@ def test_an_attempt_refused_by_beluga_itself_gives_its_slot_back(client, key, fa
         assert response.status_code == 503  # a job API cannot serve chat
         assert "cannot call for chat" in error_of(response)["message"]
     assert slots_taken(upstream.id) == 0
+
+
+# --- aliases --------------------------------------------------------------------------------
+
+
+def test_an_alias_is_its_models_calls_under_another_name(client, key, fakes):
+    model = make_model()
+    add_upstream(model, "a", fakes[0].base_url)
+    AIModel.objects.create(slug="test-latest", name="Test latest", vendor="OpenAI", category="chat", alias_of=model)
+    catalog_cache_clear()
+
+    response = post_chat(client, key, chat_body(model="test-latest"))
+
+    assert response.status_code == 200
+    assert json.loads(response.content)["model"] == MODEL_ID  # answers name the model that answered
+    assert response["X-Beluga-Model"] == MODEL_ID
+    assert fakes[0].chat_requests[-1].json["model"] == UPSTREAM_MODEL
+    record = UsageRecord.objects.get()
+    assert record.model == MODEL_ID
+    assert record.cost_micro_usd == expected_cost(record.prompt_tokens, record.completion_tokens)
+
+    listed = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+    assert listed["test-latest"]["alias_of"] == MODEL_ID and listed[MODEL_ID]["alias_of"] is None
+    assert listed["test-latest"]["pricing"] == listed[MODEL_ID]["pricing"]
+    assert client.get("/v1/models/test-latest").json()["alias_of"] == MODEL_ID
+
+
+def test_an_alias_of_a_disabled_model_is_gone_with_it(client, key, fakes):
+    model = make_model()
+    add_upstream(model, "a", fakes[0].base_url)
+    AIModel.objects.create(slug="test-latest", name="Test latest", vendor="OpenAI", category="chat", alias_of=model)
+    AIModel.objects.filter(pk=model.pk).update(enabled=False)
+    catalog_cache_clear()
+
+    assert post_chat(client, key, chat_body(model="test-latest")).status_code == 404
+    assert client.get("/v1/models/test-latest").status_code == 404
+
+
+def test_a_catalog_file_declares_an_alias():
+    from catalog.importer import catalog_export, catalog_import
+
+    data = {
+        "upstreams": [{"name": "a", "kind": "openai", "base_url": "http://127.0.0.1:9/v1"}],
+        "models": [
+            {
+                "id": "base-model",
+                "vendor": "OpenAI",
+                "category": "chat",
+                "price": {"input_per_1m": 1, "output_per_1m": 2},
+                "routes": [{"upstream": "a"}],
+            },
+            {"id": "base-latest", "alias_of": "base-model"},
+        ],
+    }
+    catalog_import(data=data)
+    alias = AIModel.objects.get(slug="base-latest")
+    assert alias.alias_of.slug == "base-model" and alias.vendor == "OpenAI"
+    assert catalog_import(data=data).models.unchanged == 2
+    exported = {m["id"]: m for m in catalog_export()["models"]}
+    assert exported["base-latest"]["alias_of"] == "base-model"
+
+    from catalog.catalog_file import CatalogFileError
+
+    bad = {"models": [{"id": "x-latest", "alias_of": "nowhere"}]}
+    with pytest.raises(CatalogFileError, match=r"models\[0\]\.alias_of: no model 'nowhere'"):
+        catalog_import(data=bad)
