@@ -404,7 +404,7 @@ def _utc(moment) -> str:
 class UpstreamForm(forms.ModelForm):
     """The credential is write-only: blank on edit keeps the stored one.
 
-    A key the upstream refused (401) is out of rotation until "put back in
+    A key the upstream refused (401/403) is out of rotation until "put back in
     rotation" is ticked or a new key is typed."""
 
     api_key = _secret_field(
@@ -531,7 +531,7 @@ class UpstreamCredentialInline(admin.TabularInline):
     def key_status(self, obj: UpstreamCredential) -> str:
         return credential_status(obj.api_key) if obj.pk else "—"
 
-    @admin.display(description="Refused (401) at")
+    @admin.display(description="Refused (401/403) at")
     def refused(self, obj: UpstreamCredential) -> str:
         return _utc(obj.failed_at) if obj.failed_at else "—"
 
@@ -618,7 +618,7 @@ class UpstreamAdmin(CatalogCacheClearMixin, admin.ModelAdmin):
     def api_key_refused(self, obj: Upstream) -> str:
         if obj.api_key_failed_at is None:
             return "No"
-        return f"Yes, at {_utc(obj.api_key_failed_at)} (401): out of rotation until put back."
+        return f"Yes, at {_utc(obj.api_key_failed_at)} (401/403): out of rotation until put back."
 
     @admin.display(description="Routes", ordering="_route_count")
     def route_count(self, obj: Upstream) -> int:

@@ -21,7 +21,7 @@ The file format is described in catalog/catalog_file.py. Rules of an import:
 - An `api_key` of "***" (what catalog_export writes for a literal secret)
   keeps the stored key, so an exported file can be imported back; this holds
   for an upstream's `credentials` too.
-- A key the upstream refused (401) goes back into rotation when the file
+- A key the upstream refused (401/403) goes back into rotation when the file
   gives it a new value; the same value leaves the refusal to be cleared in the admin.
 - The whole file is validated and written in one transaction: every problem is
   reported, each naming its path (`models[3].price.input_per_1m: ...`), and

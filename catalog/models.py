@@ -257,7 +257,7 @@ class Upstream(models.Model):
     # Either the credential itself or `env:VAR` to read it from the environment at call time.
     # More credentials (a key pool, rotated round-robin) are UpstreamCredential rows.
     api_key = models.CharField(max_length=500, blank=True)
-    # Set when the upstream refused api_key (401): out of rotation until cleared in the admin.
+    # Set when the upstream refused api_key (401/403): out of rotation until cleared in the admin.
     api_key_failed_at = models.DateTimeField(null=True, blank=True)
     connect_timeout = models.FloatField(default=10.0, help_text="Seconds to open a connection.")
     first_byte_timeout = models.FloatField(
@@ -299,14 +299,14 @@ class Upstream(models.Model):
 class UpstreamCredential(models.Model):
     """One more credential for an upstream: the pool is the upstream's api_key and these, round-robin.
 
-    A credential the upstream refuses (401) is taken out of rotation (`failed_at`) and shown in the
+    A credential the upstream refuses (401/403) is taken out of rotation (`failed_at`) and shown in the
     admin until someone fixes it and clears the mark."""
 
     upstream = models.ForeignKey(Upstream, on_delete=models.CASCADE, related_name="credentials")
     label = models.SlugField(max_length=64, help_text="A name to tell it apart (never the key itself).")
     api_key = models.CharField(max_length=500, help_text="The credential, or env:VAR.")
     enabled = models.BooleanField(default=True)
-    failed_at = models.DateTimeField(null=True, blank=True, help_text="Refused by the upstream (401) at.")
+    failed_at = models.DateTimeField(null=True, blank=True, help_text="Refused by the upstream (401/403) at.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

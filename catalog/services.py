@@ -33,7 +33,7 @@ def model_prices_record(
 
 
 def upstream_credential_refused(*, upstream_id: int, label: str) -> None:
-    """Mark a credential the upstream refused (401): out of rotation everywhere once the catalog
+    """Mark a credential the upstream refused (401/403): out of rotation everywhere once the catalog
     snapshots reload, and flagged in the admin until someone clears `failed_at`."""
     from django.utils import timezone
 

@@ -93,9 +93,10 @@ MODEL_HEADER = "X-Beluga-Model"  # which model answered (a fallback's id when on
 # Anthropic's 529 "overloaded", a CDN's 52x).
 RETRYABLE_STATUSES = frozenset({408, 429})
 # The upstream refused Beluga's credential: it leaves the pool; the call goes on with the next one.
-# Not 403: providers answer it about the request's own resources too (Gemini: a file or cached
-# content the key cannot read), and a client must not be able to switch Beluga's keys off.
-CREDENTIAL_STATUSES = frozenset({401})
+CREDENTIAL_STATUSES = frozenset({401, 403})
+# ... but not a 403 from these kinds: Google answers 403 about the request's own resources too (a
+# file or cached content the key cannot read), and a client must not be able to switch keys off.
+REQUEST_SCOPED_403_KINDS = frozenset({"gemini"})
 # Stream endings that say the upstream broke off, not that one model failed.
 FAILED_ATTEMPT_LATENCY_MS = 10_000  # what a failed attempt counts as, for the latency strategy
 TRANSPORT_FAILURES = frozenset({"upstream_stream_broken", "upstream_total_timeout", "upstream_stream_incomplete"})
@@ -160,8 +161,9 @@ class AttemptFailed(Exception):
     def retryable(self) -> bool:
         return self.status is None or self.status >= 500 or self.status in RETRYABLE_STATUSES
 
-    @property
-    def credential_refused(self) -> bool:
+    def credential_refused(self, route: RouteTarget) -> bool:
+        if self.status == 403 and route.kind in REQUEST_SCOPED_403_KINDS:
+            return False
         return self.status in CREDENTIAL_STATUSES
 
 
@@ -606,7 +608,7 @@ def _call_upstreams(ctx: CallContext, call_route) -> HttpResponse:
     An attempt that fails before anything reached the client (unreachable,
     timed out before its headers, 429 or 5xx) goes on to the next upstream,
     within MAX_ATTEMPTS, the request's deadline and the retry budget; a 4xx
-    is the request's own fault and is returned as it is. A 401 refused
+    is the request's own fault and is returned as it is. A 401/403 refused
     Beluga's credential: it leaves the pool and the same upstream is tried
     with its next credential, never another upstream.
     Upstreams whose breaker is open or that are at their concurrency cap are
@@ -675,9 +677,9 @@ def _call_upstreams(ctx: CallContext, call_route) -> HttpResponse:
         except AttemptFailed as failure:
             _attempt_failed(ctx, failure)
             last = failure
-            if failure.credential_refused:
+            if failure.credential_refused(attempt_route):
                 # Beluga's credential, not the request: the pool's next one, on this upstream only
-                # (a 401 never moves a call to another upstream).
+                # (401/403 never move a call to another upstream).
                 if not route.credentials:
                     break  # an upstream without credentials: nothing to rotate
                 _credential_refused(attempt_route)

@@ -102,6 +102,7 @@ class Behaviour:
     fail_times: int | None = None  # fail only the first N requests, then answer normally
     retry_after: str | None = None  # the Retry-After header of a failure (429, 503)
     refused_keys: frozenset[str] = frozenset()  # credentials answered 401, as a revoked provider key is
+    refused_status: int = 401  # or 403: a key without the permission
 
 
 class FakeUpstream:
@@ -299,7 +300,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         credential = req.headers.get("authorization", "").removeprefix("Bearer ")
         if credential and credential in b.refused_keys:
-            self._send_json(401, wire.error_json(401, b))
+            self._send_json(b.refused_status, wire.error_json(b.refused_status, b))
             return
         failing = (b.status != 200 or b.invalid_json) and self.fake._should_fail()
         if failing and b.status != 200:

@@ -714,3 +714,19 @@ def test_a_catalog_file_declares_an_alias():
     bad = {"models": [{"id": "x-latest", "alias_of": "nowhere"}]}
     with pytest.raises(CatalogFileError, match=r"models\[0\]\.alias_of: no model 'nowhere'"):
         catalog_import(data=bad)
+
+
+def test_a_403_to_a_pooled_credential_takes_it_out_too(client, key, fakes):
+    model = make_model()
+    upstream = add_upstream(model, "a", fakes[0].base_url, api_key="denied-key")
+    UpstreamCredential.objects.create(upstream=upstream, label="second", api_key="good-key")
+    catalog_cache_clear()
+    fakes[0].set(refused_keys=frozenset({"denied-key"}), refused_status=403)
+
+    responses = [call(client, key) for _ in range(3)]
+
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    used = [r.headers["authorization"] for r in fakes[0].chat_requests]
+    assert used.count("Bearer denied-key") == 1
+    upstream.refresh_from_db()
+    assert upstream.api_key_failed_at is not None

@@ -26,7 +26,7 @@ class UpstreamState:
     requests: int = 0  # calls in the breaker's window
     failures: int = 0
     credentials: int = 0  # in rotation
-    credentials_refused: tuple[str, ...] = ()  # labels the upstream refused (401)
+    credentials_refused: tuple[str, ...] = ()  # labels the upstream refused (401/403)
     in_flight: int | None = None  # calls holding a slot, when the upstream has a concurrency cap
     max_concurrency: int | None = None
 
