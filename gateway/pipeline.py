@@ -620,7 +620,6 @@ def _call_upstreams(ctx: CallContext, call_route) -> HttpResponse:
     retry_budget.call_started()
     requested = ctx.model
     last: AttemptFailed | None = None
-    skipped = 0
 
     def usable_fallback(slug: str) -> ModelInfo | None:
         other = model_get(slug=slug)
@@ -632,10 +631,10 @@ def _call_upstreams(ctx: CallContext, call_route) -> HttpResponse:
             # The money held was sized for the requested model: a fallback that could cost more is not used.
             if ctx.held_tokens is None:
                 return None
-            input_tokens, requested, choices = ctx.held_tokens
+            input_tokens, output_cap, choices = ctx.held_tokens
             output = other.max_output_tokens or limits["RESERVE_DEFAULT_OUTPUT_TOKENS"]
-            if requested is not None:
-                output = min(requested, output) if other.max_output_tokens else requested
+            if output_cap is not None:
+                output = min(output_cap, output) if other.max_output_tokens else output_cap
             worst = max_token_cost(model=other, input_tokens=input_tokens, output_tokens=output * choices)
             if worst > ctx.hold.amount_micro_usd:
                 return None
@@ -655,13 +654,11 @@ def _call_upstreams(ctx: CallContext, call_route) -> HttpResponse:
             break
         admission = breakers.admit(upstream_id=route.upstream_id, model=model.slug)
         if admission is None:
-            skipped += 1
-            continue
+            continue  # its breaker is open
         attempt_route = with_credential(route)
         slot = slot_take(attempt_route) if attempt_route is not None else None
-        if slot is None:
+        if slot is None:  # no credential left, or at its concurrency cap
             breakers.probes_release(admission)
-            skipped += 1
             continue
         if ctx.attempts and not retry_budget.retry_allowed():
             slot_give_back(attempt_route, slot)
