@@ -129,26 +129,29 @@ class _Writer:
         for spec in specs:
             fields = dict(spec.fields)
             current = self.upstreams.get(spec.name)
-            if fields.get("api_key") == REDACTED:
-                if current is None:
-                    self.errors.append(
-                        f"{spec.path}.api_key: {REDACTED!r} keeps the stored key, but there is no upstream "
-                        f"{spec.name!r} yet; give the key or env:VAR"
-                    )
-                    continue
-                del fields["api_key"]
+            if not self._stored_key_kept(fields, current, spec.path, f"there is no upstream {spec.name!r} yet"):
+                continue
             if current is None and "base_url" not in fields:
                 self.errors.append(f"{spec.path}.base_url: is required for a new upstream")
                 continue
-            # The refusal was of the stored key; getattr: a migration's historical Upstream predates it.
-            if current is not None and fields.get("api_key", current.api_key) != current.api_key:
-                if getattr(current, "api_key_failed_at", None):
-                    fields["api_key_failed_at"] = None
+            _refusal_cleared(fields, current, "api_key_failed_at")
             lookup = {"name": spec.name}
             upstream = _upsert(self.Upstream, current, lookup, fields, self.result.upstreams, self.using)
             self.upstreams[spec.name] = upstream
             for credential in spec.credentials or ():
                 self.write_credential(credential, upstream, credentials.get((upstream.pk, credential.label)))
+
+    def _stored_key_kept(self, fields: dict, current: Any, path: str, missing: str) -> bool:
+        """`***` keeps the stored key: it leaves `fields`; False (with an error) when none is stored."""
+        if fields.get("api_key") != REDACTED:
+            return True
+        if current is None:
+            self.errors.append(
+                f"{path}.api_key: {REDACTED!r} keeps the stored key, but {missing}; give the key or env:VAR"
+            )
+            return False
+        del fields["api_key"]
+        return True
 
     def _stored_credentials(self, specs: list[UpstreamSpec]) -> dict[tuple[int, str], Any]:
         """The stored credentials of the file's upstreams, by (upstream id, label); none asked, no query."""
@@ -161,19 +164,13 @@ class _Writer:
 
     def write_credential(self, spec: CredentialSpec, upstream: Any, current: Any) -> None:
         fields = dict(spec.fields)
-        if fields.get("api_key") == REDACTED:
-            if current is None:
-                self.errors.append(
-                    f"{spec.path}.api_key: {REDACTED!r} keeps the stored key, but upstream {upstream.name!r} has "
-                    f"no credential {spec.label!r} yet; give the key or env:VAR"
-                )
-                return
-            del fields["api_key"]
+        missing = f"upstream {upstream.name!r} has no credential {spec.label!r} yet"
+        if not self._stored_key_kept(fields, current, spec.path, missing):
+            return
         if current is None and "api_key" not in fields:
             self.errors.append(f"{spec.path}.api_key: is required for a new credential")
             return
-        if current is not None and current.failed_at and fields.get("api_key", current.api_key) != current.api_key:
-            fields["failed_at"] = None
+        _refusal_cleared(fields, current, "failed_at")
         lookup = {"upstream": upstream, "label": spec.label}
         _upsert(self.UpstreamCredential, current, lookup, fields, self.result.credentials, self.using)
 
@@ -240,6 +237,17 @@ class _Writer:
                 fields = route_spec.fields if current_route else {"upstream_model": spec.slug, **route_spec.fields}
                 lookup = {"model": model, "upstream": upstream}
                 _upsert(self.Route, current_route, lookup, fields, self.result.routes, self.using)
+
+
+def _refusal_cleared(fields: dict, current: Any, flag: str) -> None:
+    """A refusal (401/403) was of the stored key: a new key clears it. getattr: a migration's
+    historical model may predate the flag."""
+    if (
+        current is not None
+        and getattr(current, flag, None)
+        and fields.get("api_key", current.api_key) != current.api_key
+    ):
+        fields[flag] = None
 
 
 def catalog_import(
