@@ -98,18 +98,31 @@ class _Snapshot:
 _snapshot = _Snapshot()
 
 
-def _credential_pools() -> tuple[dict[int, list[tuple[str, str]]], set[int]]:
-    """Each upstream's extra credentials in rotation (enabled, not refused), resolved; and the
-    upstreams that have any (refused ones too)."""
-    pools: dict[int, list[tuple[str, str]]] = {}
-    having: set[int] = set()
-    rows = UpstreamCredential.objects.filter(enabled=True, upstream__enabled=True)
-    for row in rows.order_by("upstream_id", "label"):
-        having.add(row.upstream_id)
+def credential_pool(upstream: Upstream, credentials) -> tuple[tuple[str, str], ...] | None:
+    """The upstream's key pool in rotation, as (label, resolved key): its api_key ("primary") unless
+    refused, then its `credentials` (its enabled UpstreamCredential rows, by label) not refused.
+    () for an upstream without a credential in rotation that was never refused (a local server, or
+    an `env:` key not set here); None when what it has was refused: it must not be called without one."""
+    pool = []
+    if upstream.api_key and upstream.api_key_failed_at is None:
+        primary = upstream_credential(upstream.api_key)
+        if primary:
+            pool.append((PRIMARY_CREDENTIAL, primary))
+    for row in credentials:
         key = upstream_credential(row.api_key) if row.failed_at is None else ""
         if key:
-            pools.setdefault(row.upstream_id, []).append((row.label, key))
-    return pools, having
+            pool.append((row.label, key))
+    if not pool and ((upstream.api_key and upstream.api_key_failed_at) or credentials):
+        return None
+    return tuple(pool)
+
+
+def _enabled_credentials() -> dict[int, list[UpstreamCredential]]:
+    by_upstream: dict[int, list[UpstreamCredential]] = {}
+    rows = UpstreamCredential.objects.filter(enabled=True, upstream__enabled=True).order_by("upstream_id", "label")
+    for row in rows:
+        by_upstream.setdefault(row.upstream_id, []).append(row)
+    return by_upstream
 
 
 def _load() -> dict[str, ModelInfo]:
@@ -117,12 +130,11 @@ def _load() -> dict[str, ModelInfo]:
     route_rows = Route.objects.filter(enabled=True, upstream__enabled=True, model__enabled=True).select_related(
         "upstream"
     )
-    extra_credentials, having_credentials = _credential_pools()
+    credentials = _enabled_credentials()
     for route in route_rows:
         up = route.upstream
-        primary = upstream_credential(up.api_key) if up.api_key_failed_at is None else ""
-        pool = ([(PRIMARY_CREDENTIAL, primary)] if primary else []) + extra_credentials.get(up.id, [])
-        if not pool and ((up.api_key and up.api_key_failed_at) or up.id in having_credentials):
+        pool = credential_pool(up, credentials.get(up.id, []))
+        if pool is None:
             continue  # every credential it has was refused: never called without one
         label, key = pool[0] if pool else (PRIMARY_CREDENTIAL, "")
         routes_by_model.setdefault(route.model_id, []).append(
@@ -142,7 +154,7 @@ def _load() -> dict[str, ModelInfo]:
                 total_timeout=up.total_timeout,
                 max_concurrency=up.max_concurrency,
                 credential=label,
-                credentials=tuple(pool),
+                credentials=pool,
             )
         )
     models = {}

@@ -35,16 +35,13 @@ def _probe_request(upstream, api_key: str) -> tuple[str, dict]:
 
 
 def _probe_credential(upstream) -> str | None:
-    """A credential in rotation ("" for an upstream without any); None when all were refused."""
-    from catalog.selectors import upstream_credential
+    """The first key of its pool ("" for an upstream without any); None when all were refused."""
+    from catalog.selectors import credential_pool
 
-    if upstream.api_key and upstream.api_key_failed_at is None:
-        return upstream_credential(upstream.api_key)
-    pooled = upstream.credentials.filter(enabled=True, failed_at__isnull=True).order_by("label").first()
-    if pooled is not None:
-        return upstream_credential(pooled.api_key)
-    refused = bool(upstream.api_key) or upstream.credentials.filter(enabled=True).exists()
-    return None if refused else ""
+    pool = credential_pool(upstream, list(upstream.credentials.filter(enabled=True).order_by("label")))
+    if pool is None:
+        return None
+    return pool[0][1] if pool else ""
 
 
 def upstream_probe(upstream) -> bool:
