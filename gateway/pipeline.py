@@ -70,7 +70,7 @@ from gateway.providers.http import idle_timeout_set, iter_sse_data, post, sessio
 from gateway.providers.image_fetch import fetch_image
 from gateway.routing import breakers
 from gateway.routing.budget import retry_budget
-from gateway.routing.plan import candidates, credential_refused, latency_observed, with_credential
+from gateway.routing.plan import candidates, credential_left, credential_refused, latency_observed, with_credential
 from gateway.routing.slots import slot_give_back, slot_take
 from gateway.streaming import RelayedStream, StreamOutcome, TranslatedStream
 from gateway.validation import validate_chat_request
@@ -680,7 +680,7 @@ def _call_upstreams(ctx: CallContext, call_route) -> HttpResponse:
                 if not route.credentials:
                     break  # an upstream without credentials: nothing to rotate
                 _credential_refused(attempt_route)
-                if with_credential(route) is None:
+                if not credential_left(route):
                     break
                 pending.append((model, route))
                 continue

@@ -138,16 +138,6 @@ def admit(*, upstream_id: int, model: str) -> Admission | None:
     return Admission(scopes=scopes, probes=tuple(probes))
 
 
-def state_of(*, upstream_id: int, model: str | None = None) -> str:
-    """This process's view of one breaker (admin and health read the shared state instead)."""
-    scope = upstream_scope(upstream_id) if model is None else model_scope(upstream_id, model)
-    _refresh((scope,))
-    until = _view.open_until.get(scope)
-    if until is None:
-        return CLOSED
-    return OPEN if until > time.time() else HALF_OPEN
-
-
 def probes_release(admission: Admission) -> None:
     """Give back the half-open probes of a call that ended without a verdict on the upstream."""
     if admission.probes:

@@ -90,11 +90,20 @@ def _fingerprint(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+def _in_rotation(route: RouteTarget) -> tuple[tuple[str, str], ...]:
+    if not _refused:
+        return route.credentials
+    return tuple(c for c in route.credentials if not _refused_now(route.upstream_id, c[0], c[1]))
+
+
+def credential_left(route: RouteTarget) -> bool:
+    """Whether the route's pool still has a credential here (without turning the rotation)."""
+    return bool(_in_rotation(route))
+
+
 def with_credential(route: RouteTarget) -> RouteTarget | None:
     """The route with the next credential of its pool (round-robin per process); None when none is left."""
-    pool = route.credentials
-    if _refused:
-        pool = tuple(c for c in pool if not _refused_now(route.upstream_id, c[0], c[1]))
+    pool = _in_rotation(route)
     if not pool:
         return None if route.credentials else route  # an upstream without credentials (a local server)
     if len(pool) == 1 and pool[0][0] == route.credential:
