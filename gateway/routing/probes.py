@@ -81,16 +81,16 @@ def upstream_probe(upstream) -> bool:
 def upstreams_probe() -> int:
     """Probe every enabled upstream with health_probe on that is idle or open; returns how many were probed."""
     from catalog.models import Upstream
+    from gateway.routing.health import upstream_states
 
+    busy_and_closed = {
+        state.name
+        for state in upstream_states(fresh=True)
+        if state.requests and state.breaker == breakers.CLOSED and not state.models_open
+    }
     probed = 0
     for upstream in Upstream.objects.filter(enabled=True, health_probe=True):
-        scope = breakers.upstream_scope(upstream.id)
-        calls, _ = breakers.window_counts(scope)
-        models = upstream.routes.filter(enabled=True).values_list("model__slug", flat=True)
-        all_closed = breakers.shared_state(scope) == breakers.CLOSED and all(
-            breakers.shared_state(breakers.model_scope(upstream.id, slug)) == breakers.CLOSED for slug in models
-        )
-        if calls and all_closed:
+        if upstream.name in busy_and_closed:
             continue  # live traffic already tells its health
         upstream_probe(upstream)
         probed += 1
