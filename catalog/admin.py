@@ -238,6 +238,18 @@ class AIModelAdmin(CatalogCacheClearMixin, admin.ModelAdmin):
             },
         ),
         (
+            "Variant and request settings",
+            {
+                "description": "A variant ('-thinking', '-nothinking') is served by its base model's routes, "
+                "with settings merged into every call, whatever protocol the client speaks: defaults where the "
+                "client sets none, overrides over what it sets. Keys: thinking (true/false), thinking_budget "
+                "(tokens, 0 is off), reasoning_effort (none, minimal, low, medium, high), include_thoughts, "
+                'max_tokens, temperature, top_p, top_k. E.g. defaults {"thinking_budget": 8192}; overrides '
+                '{"thinking": false}. Each upstream gets them in its own terms (docs/protocols.md).',
+                "fields": ("variant_of", "request_defaults", "request_overrides"),
+            },
+        ),
+        (
             "Media options (image, video and audio models)",
             {
                 "description": "What the model accepts; requests are checked against it (docs/media.md).",

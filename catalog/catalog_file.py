@@ -33,6 +33,11 @@ works too) of this shape::
         fallbacks: [other-model]      # model ids tried in order when no upstream of this one answers
       - id: gpt-latest
         alias_of: gpt-4o-mini         # another name: that model's routes, prices and fallbacks; answers name it
+      - id: claude-x-thinking
+        vendor: Anthropic
+        variant_of: claude-x          # served by claude-x's routes (when it has none of its own)
+        request_defaults: {thinking_budget: 8192}   # merged into every call where the client sets none
+        request_overrides: {}         # merged into every call, over the client's (catalog/request_settings.py)
         routes:
           - {upstream: local-a, upstream_model: gpt-4o-mini, priority: 0, weight: 1, enabled: true}
           # params: merged into the upstream request body (its own protocol), over the client's values
@@ -58,8 +63,10 @@ An upstream's `credentials` are matched by label (a slug; "primary" names
 `api_key`). A credential absent from the file is left as it is, and so is an
 upstream without `credentials`; a new one needs `api_key`. A model's
 `fallbacks` must name models in the file or already in the database; an
-`alias_of` a model above it in the file or already in the database (an alias
-needs no vendor, prices or routes of its own).
+`alias_of` or a `variant_of` a model above it in the file or already in the
+database (an alias needs no vendor, prices or routes of its own; a variant
+needs no routes). `request_defaults` and `request_overrides` take the keys of
+catalog/request_settings.py.
 """
 
 from __future__ import annotations
@@ -73,6 +80,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from catalog.models import CACHE_PRICES, MEDIA_OPTION_KEYS, SALE_PRICES, AIModel, Category, Upstream
+from catalog.request_settings import request_settings_errors
 
 PRICE_KEYS = SALE_PRICES
 # Prices that may be left empty (null): cached input tokens then cost the input price.
@@ -120,6 +128,9 @@ _MODEL_KEYS = (
     "routing",
     "fallbacks",
     "alias_of",
+    "variant_of",
+    "request_defaults",
+    "request_overrides",
     "routes",
 )
 _MEDIA_KEYS = tuple(dict.fromkeys(key for keys in MEDIA_OPTION_KEYS.values() for key in keys))
@@ -422,6 +433,22 @@ class _Validator:
                 self.error(f"{path}.alias_of", "a model cannot be an alias of itself")
             else:
                 fields["alias_of"] = target  # a model id here; the importer resolves it
+        if "variant_of" in entry:
+            target = entry["variant_of"]
+            if target is not None and (not isinstance(target, str) or not target.strip()):
+                self.error(f"{path}.variant_of", "must be a model id, or null")
+            elif target is not None and target == slug:
+                self.error(f"{path}.variant_of", "a model cannot be a variant of itself")
+            else:
+                fields["variant_of"] = target  # a model id here; the importer resolves it
+        for key in ("request_defaults", "request_overrides"):
+            if key in entry:
+                value = entry[key] if entry[key] is not None else {}
+                problems = request_settings_errors(value)
+                for problem in problems:
+                    self.error(f"{path}.{key}", problem)
+                if not problems:
+                    fields[key] = value
         if "list_price" in entry:
             prices = self.mapping(entry["list_price"], f"{path}.list_price", PRICE_KEYS + OPTIONAL_PRICE_KEYS) or {}
             for price_key in OPTIONAL_PRICE_KEYS:

@@ -174,18 +174,20 @@ class _Writer:
         lookup = {"upstream": upstream, "label": spec.label}
         _upsert(self.UpstreamCredential, current, lookup, fields, self.result.credentials, self.using)
 
-    def _alias_target(self, spec: ModelSpec, written: dict):
-        """The model an `alias_of` names: one written above in this file or in the database;
-        None to clear it; False (with an error) when there is none, or it is an alias itself."""
-        slug = spec.fields["alias_of"]
+    def _model_named(self, spec: ModelSpec, written: dict, key: str):
+        """The model an `alias_of` or `variant_of` names: one written above in this file or in the
+        database; None to clear it; False (with an error) when there is none, or it is an alias or a
+        variant itself."""
+        slug = spec.fields[key]
         if slug is None:
             return None
         target = written.get(slug) or self.AIModel.objects.using(self.using).filter(slug=slug).first()
         if target is None:
-            self.errors.append(f"{spec.path}.alias_of: no model {slug!r} above it in this file or in the database")
+            self.errors.append(f"{spec.path}.{key}: no model {slug!r} above it in this file or in the database")
             return False
-        if target.alias_of_id is not None:
-            self.errors.append(f"{spec.path}.alias_of: {slug!r} is itself an alias; name the model it stands for")
+        # getattr: a migration's historical model may predate aliases and variants.
+        if getattr(target, "alias_of_id", None) is not None or getattr(target, "variant_of_id", None) is not None:
+            self.errors.append(f"{spec.path}.{key}: {slug!r} is itself an alias or a variant; name its model")
             return False
         return target
 
@@ -197,7 +199,7 @@ class _Writer:
             (r.model_id, r.upstream_id): r
             for r in self.Route.objects.using(self.using).filter(model__in=[m.pk for m in models.values()])
         }
-        written: dict[str, Any] = {}  # models written so far in this file, by id (alias targets)
+        written: dict[str, Any] = {}  # models written so far in this file, by id (alias and variant targets)
         fallbacks = {slug for spec in specs for slug in spec.fields.get("fallbacks", ())}
         known = {spec.slug for spec in specs} | set(
             self.AIModel.objects.using(self.using).filter(slug__in=fallbacks).values_list("slug", flat=True)
@@ -213,12 +215,17 @@ class _Writer:
                 continue
             fields = spec.fields if current else {"name": spec.slug, **spec.fields}
             if "alias_of" in fields:
-                target = self._alias_target(spec, written)
+                target = self._model_named(spec, written, "alias_of")
                 if target is False:
                     continue
                 fields = {**fields, "alias_of": target}
                 if current is None and "vendor" not in fields and target is not None:
                     fields = {**fields, "vendor": target.vendor, "category": target.category}
+            if "variant_of" in fields:
+                base = self._model_named(spec, written, "variant_of")
+                if base is False:
+                    continue
+                fields = {**fields, "variant_of": base}
             prices_before = current.prices() if current is not None and self.record_prices else None
             model = _upsert(self.AIModel, current, {"slug": spec.slug}, fields, self.result.models, self.using)
             written[model.slug] = model
@@ -329,9 +336,9 @@ def catalog_export() -> dict:
     """The whole catalog in the import format. Literal credentials become "***"."""
     upstreams = [_upstream_export(u) for u in Upstream.objects.order_by("name").prefetch_related("credentials")]
     models = []
-    # Aliases after the models they stand for, so that the file imports in order.
-    rows = AIModel.objects.select_related("alias_of").prefetch_related("routes__upstream")
-    for m in sorted(rows, key=lambda m: (m.alias_of_id is not None, m.vendor, m.slug)):
+    rows = AIModel.objects.select_related("alias_of", "variant_of").prefetch_related("routes__upstream")
+    # Aliases and variants after the models they name, so that the file imports in order.
+    for m in sorted(rows, key=lambda m: (m.alias_of_id is not None or m.variant_of_id is not None, m.vendor, m.slug)):
         models.append(
             {
                 "id": m.slug,
@@ -349,6 +356,9 @@ def catalog_export() -> dict:
                 "routing": m.routing,
                 **({"fallbacks": m.fallbacks} if m.fallbacks else {}),
                 **({"alias_of": m.alias_of.slug} if m.alias_of_id else {}),
+                **({"variant_of": m.variant_of.slug} if m.variant_of_id else {}),
+                **({"request_defaults": m.request_defaults} if m.request_defaults else {}),
+                **({"request_overrides": m.request_overrides} if m.request_overrides else {}),
                 "routes": [
                     {
                         "upstream": r.upstream.name,

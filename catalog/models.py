@@ -4,6 +4,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from catalog.request_settings import request_settings_errors
+
 
 class Category(models.TextChoices):
     CHAT = "chat", "Chat"
@@ -128,6 +130,31 @@ class AIModel(models.Model):
         help_text="Model ids tried in this order when none of this model's upstreams can take the call, "
         'e.g. ["gpt-5.4-mini"].',
     )
+    # Variants ('-thinking', '-nothinking'): another model's upstreams with
+    # settings merged into every call (catalog/request_settings.py).
+    variant_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="variants",
+        help_text="This model is served by that model's routes (when it has none of its own), with its "
+        "request settings below; it keeps its own id, prices and fallbacks.",
+    )
+    request_defaults = models.JSONField(
+        default=dict,
+        db_default={},
+        blank=True,
+        help_text="Settings for every call where the client sets none, e.g. "
+        '{"thinking_budget": 8192}. Keys: thinking, thinking_budget, reasoning_effort, include_thoughts, '
+        "max_tokens, temperature, top_p, top_k (docs/protocols.md).",
+    )
+    request_overrides = models.JSONField(
+        default=dict,
+        db_default={},
+        blank=True,
+        help_text='Settings for every call, over the client\'s own, e.g. {"thinking": false}. Same keys.',
+    )
 
     input_per_1m = models.BigIntegerField(
         null=True, blank=True, default=None, help_text="Sale price, micro-USD per 1M input tokens."
@@ -222,6 +249,17 @@ class AIModel(models.Model):
             errors["fallbacks"] = 'Must be a JSON list of model ids, e.g. ["gpt-5.4-mini"].'
         elif self.slug in fallbacks:
             errors["fallbacks"] = "A model cannot fall back to itself."
+        if self.variant_of_id is not None:
+            if self.variant_of_id == self.pk:
+                errors["variant_of"] = "A model cannot be a variant of itself."
+            elif self.variant_of.variant_of_id is not None or self.variant_of.alias_of_id is not None:
+                errors["variant_of"] = f"'{self.variant_of.slug}' is itself a variant or an alias; name its model."
+            elif self.alias_of_id is not None:
+                errors["variant_of"] = "An alias cannot also be a variant."
+        for name in ("request_defaults", "request_overrides"):
+            problems = request_settings_errors(getattr(self, name))
+            if problems:
+                errors[name] = "; ".join(problems) + "."
         if errors:
             raise ValidationError(errors)
 

@@ -79,6 +79,10 @@ class ModelInfo:
     per_image_by_option: dict = field(default_factory=dict)  # per-image prices by quality / size
     routing: str = "priority"  # or "latency": how routes of one priority are ordered
     fallbacks: tuple[str, ...] = ()  # model ids tried when none of this model's upstreams can take a call
+    # Merged into every call (catalog/request_settings.py): defaults where the
+    # client set nothing, overrides over what it set.
+    request_defaults: dict = field(default_factory=dict)
+    request_overrides: dict = field(default_factory=dict)
 
 
 def upstream_credential(value: str) -> str:
@@ -127,9 +131,8 @@ def _enabled_credentials() -> dict[int, list[UpstreamCredential]]:
 
 def _load() -> dict[str, ModelInfo]:
     routes_by_model: dict[int, list[RouteTarget]] = {}
-    route_rows = Route.objects.filter(enabled=True, upstream__enabled=True, model__enabled=True).select_related(
-        "upstream"
-    )
+    # Every model's routes, enabled or not: a variant of a disabled model is served by its routes.
+    route_rows = Route.objects.filter(enabled=True, upstream__enabled=True).select_related("upstream")
     credentials = _enabled_credentials()
     for route in route_rows:
         up = route.upstream
@@ -179,11 +182,16 @@ def _load() -> dict[str, ModelInfo]:
             per_minute=m.per_minute or 0,
             cached_input_per_1m=m.cached_input_per_1m,
             cache_write_per_1m=m.cache_write_per_1m,
-            routes=tuple(sorted(routes_by_model.get(m.id, ()), key=lambda r: r.priority)),
+            # A variant without routes of its own is served by its base model's.
+            routes=tuple(
+                sorted(routes_by_model.get(m.id) or routes_by_model.get(m.variant_of_id, ()), key=lambda r: r.priority)
+            ),
             media_options=m.media_options if isinstance(m.media_options, dict) else {},
             per_image_by_option=m.per_image_by_option if isinstance(m.per_image_by_option, dict) else {},
             routing=m.routing,
             fallbacks=tuple(v for v in m.fallbacks if isinstance(v, str)) if isinstance(m.fallbacks, list) else (),
+            request_defaults=m.request_defaults if isinstance(m.request_defaults, dict) else {},
+            request_overrides=m.request_overrides if isinstance(m.request_overrides, dict) else {},
         )
     by_id = {info.id: info for info in models.values()}
     for slug, target_id in aliases:
@@ -252,7 +260,11 @@ def route_pick(*, model: ModelInfo) -> RouteTarget | None:
 def models_public(*, category: str = "", provider: str = "", search: str = "") -> QuerySet[AIModel]:
     """Enabled models for GET /v1/models, filtered. Full-text search on PostgreSQL."""
     # An alias is listed while the model it stands for is enabled.
-    qs = AIModel.objects.filter(enabled=True).exclude(alias_of__enabled=False).select_related("alias_of")
+    qs = (
+        AIModel.objects.filter(enabled=True)
+        .exclude(alias_of__enabled=False)
+        .select_related("alias_of", "variant_of", "alias_of__variant_of")
+    )
     if "\x00" in category + provider + search:
         return qs.none()  # no id or name holds a NUL, and PostgreSQL refuses it in a query
     if category:
@@ -292,7 +304,7 @@ def model_public_get(*, slug: str) -> AIModel | None:
     return (
         AIModel.objects.filter(enabled=True, slug=slug)
         .exclude(alias_of__enabled=False)
-        .select_related("alias_of")
+        .select_related("alias_of", "variant_of", "alias_of__variant_of")
         .first()
     )
 

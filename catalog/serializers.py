@@ -34,10 +34,13 @@ class PublicModelSerializer(serializers.ModelSerializer):
         ]
 
     def to_representation(self, instance: AIModel) -> dict:
-        """An alias is shown with its target's capabilities and prices, and names its target."""
+        """An alias is shown with its target's capabilities, prices and settings, and names its target."""
         data = super().to_representation(instance.alias_of or instance)
         data["id"] = instance.slug
         data["alias_of"] = instance.alias_of.slug if instance.alias_of_id else None
+        shown = instance.alias_of or instance
+        data["variant_of"] = shown.variant_of.slug if shown.variant_of_id else None
+        data["request_settings"] = {"defaults": shown.request_defaults, "overrides": shown.request_overrides}
         return data
 
     def get_object(self, obj: AIModel) -> str:

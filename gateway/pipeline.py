@@ -63,6 +63,7 @@ from gateway.protocols import (
     openai_chat,
     openai_responses,
     request_with_route_params,
+    variants,
 )
 from gateway.protocols.conversation import Conversation, Image, Reply, ToolResult, Usage
 from gateway.providers import openai as openai_adapter
@@ -414,8 +415,14 @@ def hold_for_call(ctx: CallContext, body, *, output_tokens: int | None = None, i
         input_tokens = min(input_tokens, model.context_window * inputs)
     if output_tokens is None:
         output_tokens = model.max_output_tokens or limits["RESERVE_DEFAULT_OUTPUT_TOKENS"]
-        # The route's params win over the client's (with_route_params), its output cap too.
-        requested = requested_max_output(ctx.route.params) or requested_max_output(body)
+        # The route's params win over the client's (with_route_params), its output cap too; then
+        # the model's settings: an override over the client's cap, a default in place of none.
+        requested = (
+            requested_max_output(ctx.route.params)
+            or model.request_overrides.get("max_tokens")
+            or requested_max_output(body)
+            or model.request_defaults.get("max_tokens")
+        )
         if requested is not None:
             output_tokens = min(requested, output_tokens) if model.max_output_tokens else requested
         output_tokens *= requested_choices(body)
@@ -578,8 +585,15 @@ def model_call(
             """The call to the route of this attempt (ctx.route), by the pair of protocols it makes."""
             nonlocal conversation
             if chat is not None and ctx.route.kind == "openai":
-                ctx.body = chat.body
-                return _stream(ctx, include_usage=chat.include_usage) if streaming else _complete(ctx)
+                dropped: list[str] = []
+                defaults, overrides = variants.model_settings(ctx.model)
+                ctx.body = variants.openai_chat_settings_into_body(
+                    chat.body, defaults, overrides, route=ctx.route, dropped=dropped
+                )
+                response = _stream(ctx, include_usage=chat.include_usage) if streaming else _complete(ctx)
+                if dropped:
+                    response[DROPPED_HEADER] = ", ".join(sorted(set(dropped)))
+                return response
             if can_pass and UPSTREAM_PROTOCOLS.get(ctx.route.kind) is inbound.module:
                 return _passthrough(ctx, body, request.headers, options)
             if conversation is None:
@@ -1201,6 +1215,7 @@ def _passthrough(ctx: CallContext, body: dict, client_headers, writer_options: d
     """
     module = ctx.inbound.module
     outbound = module.passthrough_request(body, route=ctx.route, stream=ctx.stream, client_headers=client_headers)
+    variants.request_with_settings(outbound, model=ctx.model, route=ctx.route)
     request_with_route_params(outbound, ctx.route.params)
     upstream, upstream_started = _send(
         ctx,
@@ -1231,7 +1246,7 @@ def _translated(ctx: CallContext, conversation: Conversation, writer_options: di
     upstream_protocol = UPSTREAM_PROTOCOLS.get(ctx.route.kind)
     if upstream_protocol is None:
         raise UpstreamError(f"'{ctx.model.slug}' is routed to an upstream Beluga cannot call for chat.", status=503)
-    conversation = _prepare(ctx, conversation)
+    conversation = _prepare(ctx, variants.conversation_with_settings(conversation, ctx.model))
     if conversation.n > 1:
         raise InvalidRequest(
             "Several answers per request (n > 1) need an upstream of the client's own protocol; "

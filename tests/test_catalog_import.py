@@ -257,7 +257,8 @@ extra: 1
         "upstreams[1].connect_timeout: must be a number of seconds greater than 0",
         "upstreams[2].name: is required",
         "models[1]: unknown key 'pirce' (expected one of: id, name, vendor, category, description, enabled, "
-        "context_window, max_output_tokens, capabilities, price, list_price, media, routing, fallbacks, alias_of, routes)",
+        "context_window, max_output_tokens, capabilities, price, list_price, media, routing, fallbacks, alias_of, "
+        "variant_of, request_defaults, request_overrides, routes)",
         "models[1].category: must be one of: chat, code, reasoning, vision, image, video, audio-tts, audio-stt, embedding "
         "(got 'sound')",
         "models[2].capabilities.stream: must be true or false",
@@ -681,11 +682,16 @@ def test_seeded_catalog_has_the_spec_models_with_routes():
 
     chat_models = AIModel.objects.filter(category__in=CHAT_CATEGORIES)
     assert chat_models.count() >= 68
-    unrouted = chat_models.exclude(routes__enabled=True).values_list("slug", flat=True)
-    assert list(unrouted) == []
+    # Variants ('-thinking', '-nothinking') are served by their base model's routes.
+    unrouted = [m.slug for m in chat_models if not model_get(slug=m.slug).routes]
+    assert unrouted == []
     assert AIModel.objects.get(slug="llama3.1-8b").vendor == "Beluga Edge"
     assert AIModel.objects.get(slug="gpt-4o-transcribe").category == "audio-stt"
-    assert Route.objects.get(model__slug="claude-opus-4-6-thinking").upstream_model == "claude-opus-4-6"
+    thinking = AIModel.objects.get(slug="claude-opus-4-6-thinking")
+    assert (thinking.variant_of.slug, thinking.request_defaults) == ("claude-opus-4-6", {"thinking_budget": 8192})
+    assert not thinking.routes.exists()
+    assert [r.upstream_model for r in model_get(slug="claude-opus-4-6-thinking").routes] == ["claude-opus-4-6"]
+    assert AIModel.objects.get(slug="gemini-2.5-flash-nothinking").request_overrides == {"thinking": False}
 
 
 def test_seeded_prices_are_sane():

@@ -42,6 +42,7 @@ from gateway.protocols.conversation import (
     arguments_text,
     with_cost_of,
 )
+from gateway.protocols.variants import SAMPLING, RequestSettings, settings_merged
 
 ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # when the pipeline did not fill max_tokens (Anthropic requires one)
@@ -155,6 +156,71 @@ def _thinking_out(thinking: ThinkingConfig, max_tokens: int, dropped: list[str])
     return {"type": "enabled", "budget_tokens": budget}
 
 
+def _thinking_for(thinking: ThinkingConfig, body: dict, dropped: list[str]) -> dict | None:
+    """The request's thinking config, or None (and why, in `dropped`) where Anthropic would refuse it."""
+    tool_choice = body.get("tool_choice")
+    if isinstance(tool_choice, dict) and tool_choice.get("type") in ("any", "tool"):
+        dropped.append("thinking")  # Anthropic refuses thinking with a forced tool; the tool wins
+        return None
+    out = _thinking_out(thinking, body["max_tokens"], dropped)
+    if out is not None and _tool_turn_unsigned(body["messages"]):
+        # With thinking on, Anthropic wants the turn's signed thinking back before its tool calls;
+        # a client that did not keep it (or got it from another provider) continues without thinking.
+        dropped.append("thinking")
+        return None
+    return out
+
+
+def _tool_turn_unsigned(messages: list) -> bool:
+    """Whether the last assistant message calls tools without starting with (signed) thinking."""
+    last = next((m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "assistant"), None)
+    content = last.get("content") if last is not None else None
+    if not isinstance(content, list) or not content:
+        return False
+    calls = any(isinstance(block, dict) and block.get("type") == "tool_use" for block in content)
+    first = content[0].get("type") if isinstance(content[0], dict) else None
+    return calls and first not in ("thinking", "redacted_thinking")
+
+
+def _sampling_with_thinking(temperature, top_p, top_k, dropped: list[str]):
+    """Sampling values Anthropic takes with thinking on: temperature 1 only, no top_k, top_p from 0.95."""
+    if temperature is not None and temperature != 1:
+        temperature = None
+        dropped.append("temperature")
+    if top_k is not None:
+        top_k = None
+        dropped.append("top_k")
+    if top_p is not None and top_p < 0.95:
+        top_p = 0.95
+        dropped.append("top_p")
+    return temperature, top_p, top_k
+
+
+def settings_into_body(
+    body: dict, defaults: RequestSettings, overrides: RequestSettings, *, route: RouteTarget, dropped: list[str]
+) -> None:
+    """A model's request settings (gateway/protocols/variants.py) in an Anthropic request the client
+    wrote itself: a default where the client's body lacks the field, an override over it."""
+    merged = settings_merged(defaults, overrides, client_sets=lambda name: name in body)  # the same names
+    if not merged:
+        return
+    for name in SAMPLING:
+        if name in merged:
+            body[name] = merged[name]
+    if "thinking" in merged:
+        body.pop("thinking", None)
+        thinking = _thinking_for(merged["thinking"], body, dropped)
+        if thinking is not None:
+            body["thinking"] = thinking
+    if isinstance(body.get("thinking"), dict) and body["thinking"].get("type") in ("enabled", "adaptive"):
+        sampling = _sampling_with_thinking(body.get("temperature"), body.get("top_p"), body.get("top_k"), dropped)
+        for name, value in zip(("temperature", "top_p", "top_k"), sampling, strict=True):
+            if value is None:
+                body.pop(name, None)
+            else:
+                body[name] = value
+
+
 def _body(conversation: Conversation, *, model: str, dropped: list[str]) -> dict:
     if conversation.n > 1:
         raise InvalidRequest("n: this model returns one answer per request; n must be 1.", param="n")
@@ -186,23 +252,11 @@ def _body(conversation: Conversation, *, model: str, dropped: list[str]) -> dict
         body["stop_sequences"] = list(conversation.stop)
     thinking = None
     if conversation.thinking is not None:
-        if tool_choice is not None and tool_choice["type"] in ("any", "tool"):
-            dropped.append("thinking")  # Anthropic refuses thinking with a forced tool; the tool wins
-        else:
-            thinking = _thinking_out(conversation.thinking, max_tokens, dropped)
+        thinking = _thinking_for(conversation.thinking, body, dropped)
     temperature, top_p, top_k = conversation.temperature, conversation.top_p, conversation.top_k
     if thinking is not None:
         body["thinking"] = thinking
-        # With thinking Anthropic accepts temperature 1 only, no top_k, and top_p from 0.95.
-        if temperature is not None and temperature != 1:
-            temperature = None
-            dropped.append("temperature")
-        if top_k is not None:
-            top_k = None
-            dropped.append("top_k")
-        if top_p is not None and top_p < 0.95:
-            top_p = 0.95
-            dropped.append("top_p")
+        temperature, top_p, top_k = _sampling_with_thinking(temperature, top_p, top_k, dropped)
     if temperature is not None and temperature > 1:
         temperature = 1
         dropped.append("temperature")

@@ -31,6 +31,7 @@ from gateway.protocols.conversation import (
     Text,
     TextDelta,
     Thinking,
+    ThinkingConfig,
     ThinkingDelta,
     ToolCall,
     ToolCallDelta,
@@ -50,8 +51,10 @@ from gateway.protocols.gemini_wire import (
     _is_generated,
     _model_parts_out,
     _reply_call_id,
+    _snake,
     schema_for_gemini,
 )
+from gateway.protocols.variants import RequestSettings, settings_merged
 
 API_VERSION = "v1beta"
 SKIP_SIGNATURE = "skip_thought_signature_validator"
@@ -59,6 +62,11 @@ SKIP_SIGNATURE = "skip_thought_signature_validator"
 # ranges of 2.5 Pro (128-32768), Flash (0-24576) and Flash-Lite (512-24576);
 # Gemini 3 models take thinkingBudget too, for backward compatibility.
 EFFORT_BUDGETS = {"minimal": 512, "low": 2048, "medium": 8192, "high": 24576}
+# Gemini 3 and later take a thinking level (2.5 a budget); Pro offers two levels.
+_LEVELS_MODEL = re.compile(r"(models/)?gemini-([3-9]|\d\d)")
+PRO_LEVELS = {"minimal": "low", "low": "low", "medium": "high", "high": "high"}
+# Models that cannot think less than this (0 does not turn their thinking off).
+_MIN_BUDGETS = ((re.compile(r"(models/)?gemini-2\.5-pro"), 128),)
 # Families that predate thought-signature validation (and may refuse the placeholder).
 _NO_SIGNATURE_CHECK = re.compile(r"(models/)?(gemini-1|gemini-2|gemma|learnlm)")
 FILTERED = frozenset(
@@ -193,7 +201,55 @@ def _tool_config_out(conversation: Conversation, dropped: list[str]) -> dict | N
     return {"functionCallingConfig": config}
 
 
-def _generation_config_out(conversation: Conversation, dropped: list[str]) -> dict:
+def _thinking_config(thinking: ThinkingConfig, model: str) -> dict | None:
+    """Gemini's thinkingConfig for `model`: a level on Gemini 3 and later, else a budget.
+
+    Off is a budget of 0, or the lowest level on Gemini 3 (minimal; low on Pro),
+    which cannot turn thinking off; 2.5 Pro cannot either and takes its minimum."""
+    levels = _LEVELS_MODEL.match(model)
+    pro = "pro" in model
+    off = thinking.budget_tokens == 0 and not thinking.effort
+    config: dict = {}
+    if levels and (thinking.effort or off):
+        effort = "minimal" if off else thinking.effort
+        config["thinkingLevel"] = PRO_LEVELS[effort] if pro else effort
+    else:
+        budget = thinking.budget_tokens
+        if budget is None and thinking.effort:
+            budget = EFFORT_BUDGETS.get(thinking.effort)
+        if budget is not None:
+            config["thinkingBudget"] = next(
+                (low for name, low in _MIN_BUDGETS if name.match(model) and budget < low), budget
+            )
+    if thinking.include_thoughts and not off:
+        config["includeThoughts"] = True
+    return config or None
+
+
+def settings_into_body(
+    body: dict, defaults: RequestSettings, overrides: RequestSettings, *, route: RouteTarget, dropped: list[str]
+) -> None:
+    """A model's request settings (gateway/protocols/variants.py) in a Gemini request the client wrote
+    itself: a default where its generationConfig lacks the field, an override over it."""
+    key = "generation_config" if "generation_config" in body and "generationConfig" not in body else "generationConfig"
+    config = dict(body.get(key) or {})
+    names = {"thinking": "thinkingConfig", "max_tokens": "maxOutputTokens", "temperature": "temperature"}
+    names |= {"top_p": "topP", "top_k": "topK"}
+    merged = settings_merged(defaults, overrides, client_sets=lambda name: _get(config, names[name]) is not None)
+    if not merged:
+        return
+    for name, value in merged.items():
+        config.pop(_snake(names[name]), None)
+        if name != "thinking":
+            config[names[name]] = value
+        elif thinking_config := _thinking_config(value, route.upstream_model):
+            config["thinkingConfig"] = thinking_config
+        else:
+            config.pop("thinkingConfig", None)
+    body[key] = config
+
+
+def _generation_config_out(conversation: Conversation, model: str, dropped: list[str]) -> dict:
     config: dict = {}
     if conversation.max_tokens is not None:
         config["maxOutputTokens"] = conversation.max_tokens
@@ -213,18 +269,8 @@ def _generation_config_out(conversation: Conversation, dropped: list[str]) -> di
         config["responseMimeType"] = "application/json"
         if response_format.kind == "json_schema" and response_format.schema:
             config["responseJsonSchema"] = schema_for_gemini(response_format.schema)
-    thinking = conversation.thinking
-    if thinking is not None:
-        budget = thinking.budget_tokens
-        if budget is None and thinking.effort:
-            budget = EFFORT_BUDGETS.get(thinking.effort)
-        thinking_config: dict = {}
-        if budget is not None:
-            thinking_config["thinkingBudget"] = budget
-        if thinking.include_thoughts and budget != 0:
-            thinking_config["includeThoughts"] = True
-        if thinking_config:
-            config["thinkingConfig"] = thinking_config
+    if conversation.thinking is not None and (thinking_config := _thinking_config(conversation.thinking, model)):
+        config["thinkingConfig"] = thinking_config
     for name, value in conversation.openai_extra.items():
         gemini_name = {"seed": "seed", "presence_penalty": "presencePenalty", "frequency_penalty": "frequencyPenalty"}
         if name in gemini_name and value is not None:
@@ -245,7 +291,7 @@ def build_request(conversation: Conversation, *, route: RouteTarget, stream: boo
         body["tools"] = tools
     if (tool_config := _tool_config_out(conversation, dropped)) is not None:
         body["toolConfig"] = tool_config
-    if config := _generation_config_out(conversation, dropped):
+    if config := _generation_config_out(conversation, route.upstream_model, dropped):
         body["generationConfig"] = config
     action = "streamGenerateContent?alt=sse" if stream else "generateContent"
     return UpstreamRequest(

@@ -52,6 +52,7 @@ from gateway.protocols.conversation import (
     Text,
     TextDelta,
     Thinking,
+    ThinkingConfig,
     ThinkingDelta,
     ToolCall,
     ToolCallDelta,
@@ -62,6 +63,7 @@ from gateway.protocols.conversation import (
     with_cost_of,
 )
 from gateway.protocols.openai_chat import EFFORT_FOR_BUDGET
+from gateway.protocols.variants import RequestSettings, settings_merged
 from gateway.providers.openai import error_from_response
 
 PROTOCOL = "openai-responses"  # Thinking.origin of the encrypted reasoning OpenAI made
@@ -170,8 +172,7 @@ def _tool_choice(conversation: Conversation, body: dict) -> None:
         body["parallel_tool_calls"] = False
 
 
-def _reasoning(conversation: Conversation) -> dict | None:
-    thinking = conversation.thinking
+def _reasoning(thinking: ThinkingConfig | None) -> dict | None:
     if thinking is None or (thinking.budget_tokens == 0 and not thinking.effort):
         return None  # a zero budget (Gemini's way) asks for no reasoning: the model's default then
     effort = thinking.effort
@@ -236,7 +237,7 @@ def build_request(conversation: Conversation, *, route: RouteTarget, stream: boo
         text["verbosity"] = verbosity  # the chat API's top-level parameter
     if text:
         body["text"] = text
-    reasoning = _reasoning(conversation)
+    reasoning = _reasoning(conversation.thinking)
     if reasoning is not None:
         body["reasoning"] = reasoning
     if conversation.user:
@@ -492,6 +493,25 @@ def _unsealed(item: object) -> object:
     if not signature or origin != PROTOCOL:
         return None
     return {key: value for key, value in item.items() if key != "id"} | {"encrypted_content": signature}
+
+
+def settings_into_body(
+    body: dict, defaults: RequestSettings, overrides: RequestSettings, *, route: RouteTarget, dropped: list[str]
+) -> None:
+    """A model's request settings (gateway/protocols/variants.py) in a Responses request the client wrote
+    itself: a default where the body lacks the field, an override over it."""
+    names = {"thinking": "reasoning", "max_tokens": "max_output_tokens", "temperature": "temperature"}
+    names |= {"top_p": "top_p", "top_k": None}
+    merged = settings_merged(defaults, overrides, client_sets=lambda name: names[name] in body)
+    for name, value in merged.items():
+        if name == "top_k":
+            dropped.append("top_k")  # the Responses API has no top_k
+        elif name != "thinking":
+            body[names[name]] = value
+        elif (reasoning := _reasoning(value)) is not None:
+            body["reasoning"] = reasoning
+        else:
+            body.pop("reasoning", None)
 
 
 def passthrough_request(body: dict, *, route: RouteTarget, stream: bool, client_headers: dict) -> UpstreamRequest:

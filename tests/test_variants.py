@@ -1,0 +1,315 @@
+"""Model variants and request settings (catalog/request_settings.py, gateway/protocols/variants.py).
+
+A variant is served by its base model's routes with settings merged into
+every call: defaults where the client set nothing, overrides over what it
+set. Each test calls through a client protocol and reads what the fake
+upstream received, in the upstream's own protocol.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from billing.models import UsageRecord
+from catalog.catalog_file import CatalogFileError, catalog_text_parse
+from catalog.importer import catalog_export, catalog_import
+from catalog.models import AIModel
+from catalog.selectors import catalog_cache_clear
+from tests.fixtures_gateway import INPUT_PER_1M, MODEL_ID
+
+VARIANT = "test-model-thinking"
+pytestmark = pytest.mark.django_db
+
+
+def make_variant(route, *, defaults=None, overrides=None, upstream_model=None, slug=VARIANT, **prices):
+    """A variant of the fixture's model (which keeps the routes), priced apart."""
+    if upstream_model is not None:
+        route.route.upstream_model = upstream_model
+        route.route.save()
+    variant = AIModel.objects.create(
+        slug=slug,
+        name="Test Model Thinking",
+        vendor="OpenAI",
+        category="reasoning",
+        variant_of=route.model,
+        request_defaults=defaults or {},
+        request_overrides=overrides or {},
+        max_output_tokens=32_000,
+        input_per_1m=prices.get("input_per_1m", 3 * INPUT_PER_1M),
+        output_per_1m=prices.get("output_per_1m", 5_000_000),
+    )
+    catalog_cache_clear()
+    return variant
+
+
+def call(client, raw_key, protocol: str, body: dict, *, model: str = VARIANT, stream: bool = False):
+    """POST `body` in a client protocol; the answer (streams read whole)."""
+    if protocol == "gemini":
+        action = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        path, headers = f"/v1beta/models/{model}:{action}", {"x-goog-api-key": raw_key}
+    else:
+        path = {"chat": "/v1/chat/completions", "responses": "/v1/responses", "anthropic": "/v1/messages"}[protocol]
+        headers = {"Authorization": f"Bearer {raw_key}"}
+        body = {"model": model, **body, **({"stream": True} if stream else {})}
+    response = client.post(path, data=json.dumps(body), content_type="application/json", headers=headers)
+    if stream and response.status_code == 200:
+        response.streamed = b"".join(response.streaming_content).decode()
+    return response
+
+
+def sent(fake_upstream) -> dict:
+    return fake_upstream.requests[-1].json
+
+
+HI = [{"role": "user", "content": "Hi"}]
+GEMINI_HI = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+
+
+# --- defaults: the client may change them -------------------------------------------------
+
+
+def test_thinking_default_reaches_anthropic_from_an_openai_chat_client(client, route_to, raw_key, fake_upstream):
+    make_variant(route_to("anthropic"), defaults={"thinking_budget": 4096})
+    response = call(client, raw_key, "chat", {"messages": HI, "max_tokens": 8000, "temperature": 0.3})
+    assert response.status_code == 200, response.content
+    body = sent(fake_upstream)
+    assert body["model"] == "upstream-test-model"
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 4096}
+    assert "temperature" not in body  # Anthropic takes temperature 1 only with thinking
+    assert response["X-Beluga-Dropped-Params"] == "temperature"
+    assert response.json()["model"] == VARIANT
+
+
+def test_a_client_effort_replaces_the_thinking_default(client, route_to, raw_key, fake_upstream):
+    make_variant(route_to("anthropic"), defaults={"thinking_budget": 4096})
+    response = call(client, raw_key, "chat", {"messages": HI, "max_tokens": 30000, "reasoning_effort": "high"})
+    assert response.status_code == 200, response.content
+    assert sent(fake_upstream)["thinking"] == {"type": "enabled", "budget_tokens": 24576}
+
+
+def test_thinking_default_in_an_anthropic_clients_own_request(client, route_to, raw_key, fake_upstream):
+    """Not translated (Anthropic on both sides): the setting is written into the client's body."""
+    make_variant(route_to("anthropic"), defaults={"thinking_budget": 4096})
+    base = {"messages": HI, "max_tokens": 8000, "temperature": 0.2, "top_k": 5, "metadata": {"user_id": "u1"}}
+    response = call(client, raw_key, "anthropic", base)
+    assert response.status_code == 200, response.content
+    body = sent(fake_upstream)
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 4096}
+    assert "temperature" not in body and "top_k" not in body
+    assert body["metadata"] == {"user_id": "u1"}  # the rest as the client sent it
+    assert response["X-Beluga-Dropped-Params"] == "temperature, top_k"
+
+    # The client's own thinking is kept as it sent it, and so is its temperature.
+    own = {**base, "thinking": {"type": "enabled", "budget_tokens": 2048}, "temperature": 1}
+    del own["top_k"]
+    assert call(client, raw_key, "anthropic", own).status_code == 200
+    body = sent(fake_upstream)
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048} and body["temperature"] == 1
+
+    off = {**base, "thinking": {"type": "disabled"}}
+    assert call(client, raw_key, "anthropic", off).status_code == 200
+    assert sent(fake_upstream)["thinking"] == {"type": "disabled"}
+
+
+def test_thinking_default_gives_way_to_a_tool_turn_without_its_thinking(client, route_to, raw_key, fake_upstream):
+    """Anthropic refuses thinking when the turn's tool calls come back without their signed thinking
+    (a client that had thinking off): the call goes on without thinking, and says so."""
+    make_variant(route_to("anthropic"), defaults={"thinking_budget": 4096})
+    messages = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}],
+        },
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]},
+    ]
+    tools = [{"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+    response = call(client, raw_key, "anthropic", {"messages": messages, "max_tokens": 8000, "tools": tools})
+    assert response.status_code == 200, response.content
+    assert "thinking" not in sent(fake_upstream)
+    assert response["X-Beluga-Dropped-Params"] == "thinking"
+
+
+def test_effort_default_on_the_fast_path(client, route_to, raw_key, fake_upstream):
+    """OpenAI chat to an OpenAI reasoning model, forwarded as sent: the default effort is added."""
+    make_variant(route_to("openai"), defaults={"reasoning_effort": "high"}, upstream_model="o4-mini")
+    response = call(client, raw_key, "chat", {"messages": HI, "seed": 7})
+    assert response.status_code == 200, response.content
+    body = sent(fake_upstream)
+    assert (body["reasoning_effort"], body["seed"]) == ("high", 7)
+
+    assert call(client, raw_key, "chat", {"messages": HI, "reasoning_effort": "low"}).status_code == 200
+    assert sent(fake_upstream)["reasoning_effort"] == "low"
+
+
+def test_thinking_is_not_sent_to_a_chat_server_that_is_not_a_reasoning_model(client, route_to, raw_key, fake_upstream):
+    make_variant(route_to("openai"), defaults={"thinking_budget": 4096})
+    response = call(client, raw_key, "chat", {"messages": HI})
+    assert response.status_code == 200, response.content
+    assert "reasoning_effort" not in sent(fake_upstream)
+    assert response["X-Beluga-Dropped-Params"] == "thinking"
+
+
+def test_effort_default_in_a_responses_clients_own_request(client, route_to, raw_key, fake_upstream):
+    make_variant(route_to("openai-responses"), defaults={"reasoning_effort": "low", "max_tokens": 900})
+    response = call(client, raw_key, "responses", {"input": "Hi"})
+    assert response.status_code == 200, response.content
+    body = sent(fake_upstream)
+    assert body["reasoning"] == {"effort": "low", "summary": "auto"}
+    assert body["max_output_tokens"] == 900
+
+    own = {"input": "Hi", "reasoning": {"effort": "high"}, "max_output_tokens": 50}
+    assert call(client, raw_key, "responses", own).status_code == 200
+    body = sent(fake_upstream)
+    assert (body["reasoning"], body["max_output_tokens"]) == ({"effort": "high"}, 50)
+
+
+def test_gemini_3_takes_the_effort_as_a_thinking_level(client, route_to, raw_key, fake_upstream):
+    make_variant(
+        route_to("gemini"),
+        defaults={"reasoning_effort": "medium", "include_thoughts": True},
+        upstream_model="gemini-3-pro-preview",
+    )
+    response = call(client, raw_key, "chat", {"messages": HI})
+    assert response.status_code == 200, response.content
+    config = sent(fake_upstream)["generationConfig"]["thinkingConfig"]
+    assert config == {"thinkingLevel": "high", "includeThoughts": True}  # Pro has two levels: low and high
+
+
+# --- overrides: the client may not change them ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("upstream_model", "expected"),
+    [
+        ("gemini-2.5-flash", {"thinkingBudget": 0}),
+        ("gemini-2.5-pro", {"thinkingBudget": 128}),  # 2.5 Pro cannot turn thinking off: its minimum
+        ("gemini-3-flash-preview", {"thinkingLevel": "minimal"}),  # nor can Gemini 3: its lowest level
+    ],
+)
+def test_thinking_off_override_beats_a_gemini_clients_own_config(
+    client, route_to, raw_key, fake_upstream, upstream_model, expected
+):
+    make_variant(route_to("gemini"), overrides={"thinking": False}, upstream_model=upstream_model)
+    own = {**GEMINI_HI, "generationConfig": {"temperature": 0.4, "thinkingConfig": {"thinkingBudget": 9000}}}
+    response = call(client, raw_key, "gemini", own)
+    assert response.status_code == 200, response.content
+    config = sent(fake_upstream)["generationConfig"]
+    assert config["thinkingConfig"] == expected
+    assert config["temperature"] == 0.4
+
+
+def test_thinking_off_override_beats_an_openai_clients_effort(client, route_to, raw_key, fake_upstream):
+    make_variant(route_to("gemini"), overrides={"thinking": False}, upstream_model="gemini-2.5-flash")
+    response = call(client, raw_key, "chat", {"messages": HI, "reasoning_effort": "high"}, stream=True)
+    assert response.status_code == 200, response.content
+    assert sent(fake_upstream)["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 0}
+
+
+def test_max_tokens_override_beats_the_clients_cap(client, route_to, raw_key, fake_upstream):
+    make_variant(route_to("openai"), overrides={"max_tokens": 100, "temperature": 0.0})
+    response = call(client, raw_key, "chat", {"messages": HI, "max_tokens": 5000, "temperature": 1.5})
+    assert response.status_code == 200, response.content
+    body = sent(fake_upstream)
+    assert (body["max_tokens"], body["temperature"]) == (100, 0.0)
+    assert "max_completion_tokens" not in body
+
+
+# --- the variant is its own model ------------------------------------------------------------
+
+
+def test_a_variant_is_billed_at_its_own_prices_and_named_in_the_answer(client, route_to, raw_key, fake_upstream):
+    make_variant(route_to("anthropic"), defaults={"thinking_budget": 2048}, output_per_1m=7_000_000)
+    fake_upstream.set(reasoning_text="Let me think.", reasoning_tokens=4, completion_tokens=12)
+    response = call(client, raw_key, "anthropic", {"messages": HI, "max_tokens": 4000})
+    assert response.status_code == 200, response.content
+    answer = response.json()
+    assert answer["model"] == VARIANT
+    assert answer["content"][0]["type"] == "thinking"
+    record = UsageRecord.objects.get(request_id=response["X-Request-Id"])
+    assert record.model == VARIANT
+    prompt, output = record.prompt_tokens, record.completion_tokens
+    assert output == 12
+    assert record.cost_micro_usd == -(-(prompt * 3 * INPUT_PER_1M + output * 7_000_000) // 1_000_000)
+
+
+def test_the_base_model_is_unchanged_by_its_variant(client, route_to, raw_key, fake_upstream):
+    make_variant(route_to("anthropic"), defaults={"thinking_budget": 4096})
+    response = call(client, raw_key, "chat", {"messages": HI}, model=MODEL_ID)
+    assert response.status_code == 200, response.content
+    assert "thinking" not in sent(fake_upstream)
+
+
+def test_variant_is_listed_with_its_settings(client, route_to):
+    make_variant(route_to("anthropic"), defaults={"thinking_budget": 4096}, overrides={"top_k": 3})
+    listed = client.get(f"/v1/models/{VARIANT}").json()
+    assert listed["variant_of"] == MODEL_ID
+    assert listed["request_settings"] == {"defaults": {"thinking_budget": 4096}, "overrides": {"top_k": 3}}
+
+
+# --- the catalog: admin validation and catalog files -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ({"thinking_budget": -1}, "thinking_budget must be"),
+        ({"reasoning_effort": "extreme"}, "reasoning_effort must be one of"),
+        ({"temprature": 1}, "unknown setting 'temprature'"),
+        ({"thinking": False, "thinking_budget": 2048}, "thinking is false"),
+        (["thinking"], "must be a JSON object"),
+    ],
+)
+def test_bad_settings_are_refused_by_the_model(route_to, value, problem):
+    variant = make_variant(route_to("anthropic"))
+    variant.request_overrides = value
+    with pytest.raises(ValidationError) as caught:
+        variant.full_clean()
+    assert problem in str(caught.value.message_dict["request_overrides"])
+
+
+def test_a_variant_cannot_name_a_variant(route_to):
+    variant = make_variant(route_to("anthropic"))
+    second = AIModel(slug="again", name="x", vendor="x", variant_of=variant, input_per_1m=1, output_per_1m=1)
+    with pytest.raises(ValidationError) as caught:
+        second.full_clean()
+    assert "variant_of" in caught.value.message_dict
+
+
+def test_catalog_file_variants_import_export_and_errors(db):
+    text = """
+upstreams:
+  - {name: up-a, kind: anthropic, base_url: "http://127.0.0.1:9/", api_key: k}
+models:
+  - id: base-x
+    vendor: Anthropic
+    price: {input_per_1m: 1, output_per_1m: 2}
+    routes: [{upstream: up-a, upstream_model: claude-x}]
+  - id: base-x-thinking
+    vendor: Anthropic
+    category: reasoning
+    variant_of: base-x
+    request_defaults: {thinking_budget: 8192}
+    request_overrides: {include_thoughts: true}
+    price: {input_per_1m: 1, output_per_1m: 2}
+"""
+    catalog_import(data=catalog_text_parse(text=text))
+    variant = AIModel.objects.get(slug="base-x-thinking")
+    assert variant.variant_of.slug == "base-x"
+    assert (variant.request_defaults, variant.request_overrides) == (
+        {"thinking_budget": 8192},
+        {"include_thoughts": True},
+    )
+    exported = {m["id"]: m for m in catalog_export()["models"]}["base-x-thinking"]
+    assert exported["variant_of"] == "base-x" and exported["request_defaults"] == {"thinking_budget": 8192}
+    assert catalog_import(data=catalog_export()).models.updated == 0  # the export imports as it is
+
+    bad = text.replace("{thinking_budget: 8192}", "{thinking_budget: lots}").replace(
+        "variant_of: base-x", "variant_of: nope"
+    )
+    with pytest.raises(CatalogFileError) as caught:
+        catalog_import(data=catalog_text_parse(text=bad))
+    assert "models[1].request_defaults: thinking_budget must be a whole number of tokens" in str(caught.value)
