@@ -313,3 +313,33 @@ models:
     with pytest.raises(CatalogFileError) as caught:
         catalog_import(data=catalog_text_parse(text=bad))
     assert "models[1].request_defaults: thinking_budget must be a whole number of tokens" in str(caught.value)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_variant_migration_turns_seeded_route_params_into_settings_and_reverses():
+    from django.core.management import call_command
+
+    from catalog.catalog_file import catalog_file_read
+    from catalog.models import Route
+    from tests.test_catalog_import import SEED_FILE
+
+    catalog_import(data=catalog_file_read(path=SEED_FILE))  # an earlier transactional test may have flushed it
+
+    call_command("migrate", "catalog", "0010", verbosity=0)
+    old = Route.objects.get(model__slug="claude-sonnet-4-6-thinking")
+    assert (old.upstream.name, old.upstream_model) == ("anthropic", "claude-sonnet-4-6")
+    assert old.params == {"thinking": {"type": "enabled", "budget_tokens": 8192}, "temperature": 1}
+    # An admin's own change to a seeded route is kept by the migration.
+    changed = Route.objects.get(model__slug="gemini-2.5-flash-thinking")
+    changed.params = {"generationConfig": {"thinkingConfig": {"thinkingBudget": 2048}}}
+    changed.save()
+
+    call_command("migrate", verbosity=0)
+
+    variant = AIModel.objects.get(slug="claude-sonnet-4-6-thinking")
+    assert (variant.variant_of.slug, variant.request_defaults) == ("claude-sonnet-4-6", {"thinking_budget": 8192})
+    assert not Route.objects.filter(model=variant).exists()
+    nothinking = AIModel.objects.get(slug="gemini-2.5-flash-nothinking")
+    assert nothinking.request_overrides == {"thinking": False} and not nothinking.routes.exists()
+    kept = AIModel.objects.get(slug="gemini-2.5-flash-thinking")
+    assert kept.routes.get().params == {"generationConfig": {"thinkingConfig": {"thinkingBudget": 2048}}}
