@@ -169,6 +169,12 @@ class AIModelForm(forms.ModelForm):
                 raise forms.ValidationError(f"No model with the id {', '.join(map(repr, unknown))}.")
         return fallbacks
 
+    def clean_request_defaults(self):
+        return self.cleaned_data["request_defaults"] or {}  # an emptied box: no settings
+
+    def clean_request_overrides(self):
+        return self.cleaned_data["request_overrides"] or {}
+
 
 @admin.register(AIModel)
 class AIModelAdmin(CatalogCacheClearMixin, admin.ModelAdmin):

@@ -528,3 +528,41 @@ def test_an_emptied_fallbacks_box_clears_them_and_a_form_without_routing_keeps_i
     assert response.status_code == 302
     model.refresh_from_db()
     assert (model.routing, model.fallbacks) == ("latency", [])
+
+
+# --- variants and request settings --------------------------------------------------
+
+
+def test_model_page_edits_a_variant_and_its_settings(admin_client_):
+    variant = AIModel.objects.get(slug="gemini-2.5-flash-thinking")
+    url = reverse("admin:catalog_aimodel_change", args=[variant.pk])
+    page = admin_client_.get(url).content.decode()
+    assert "Variant and request settings" in page and "thinking_budget" in page
+
+    form = _model_form(variant, request_defaults='{"thinking_budget": 2048}', request_overrides="")
+    response = admin_client_.post(url, form)
+
+    assert response.status_code == 302
+    variant.refresh_from_db()
+    assert (variant.variant_of.slug, variant.request_defaults, variant.request_overrides) == (
+        "gemini-2.5-flash",
+        {"thinking_budget": 2048},
+        {},
+    )
+    assert model_get(slug="gemini-2.5-flash-thinking").request_defaults == {"thinking_budget": 2048}
+
+
+def test_model_page_refuses_bad_settings_and_a_variant_of_a_variant(admin_client_):
+    variant = AIModel.objects.get(slug="gemini-2.5-flash-thinking")
+    url = reverse("admin:catalog_aimodel_change", args=[variant.pk])
+
+    response = admin_client_.post(url, _model_form(variant, request_overrides='{"reasoning_effort": "max"}'))
+    assert response.status_code == 200
+    assert "reasoning_effort must be one of none, minimal, low, medium, high" in response.content.decode()
+
+    other = AIModel.objects.get(slug="gemini-2.5-flash-nothinking")
+    response = admin_client_.post(url, _model_form(variant, variant_of=other.pk))
+    assert response.status_code == 200
+    assert "is itself a variant or an alias" in response.content.decode()
+    variant.refresh_from_db()
+    assert variant.variant_of.slug == "gemini-2.5-flash"
