@@ -64,7 +64,8 @@ SKIP_SIGNATURE = "skip_thought_signature_validator"
 EFFORT_BUDGETS = {"minimal": 512, "low": 2048, "medium": 8192, "high": 24576}
 # Gemini 3 and later take a thinking level (2.5 a budget); Pro offers two levels.
 _LEVELS_MODEL = re.compile(r"(models/)?gemini-([3-9]|\d\d)")
-PRO_LEVELS = {"minimal": "low", "low": "low", "medium": "high", "high": "high"}
+FLASH_LEVELS = {"minimal": "minimal", "low": "low", "medium": "medium", "high": "high", "xhigh": "high"}
+PRO_LEVELS = {"minimal": "low", "low": "low", "medium": "high", "high": "high", "xhigh": "high"}
 # Models that cannot think less than this (0 does not turn their thinking off).
 _MIN_BUDGETS = ((re.compile(r"(models/)?gemini-2\.5-pro"), 128),)
 # Families that predate thought-signature validation (and may refuse the placeholder).
@@ -212,7 +213,7 @@ def _thinking_config(thinking: ThinkingConfig, model: str) -> dict | None:
     config: dict = {}
     if levels and (thinking.effort or off):
         effort = "minimal" if off else thinking.effort
-        config["thinkingLevel"] = PRO_LEVELS[effort] if pro else effort
+        config["thinkingLevel"] = (PRO_LEVELS if pro else FLASH_LEVELS).get(effort, "high")
     else:
         budget = thinking.budget_tokens
         if budget is None and thinking.effort:
