@@ -113,6 +113,8 @@ def openai_chat_settings_into_body(
     writer does it) and `max_completion_tokens`; other OpenAI-compatible servers
     take `max_tokens`, and thinking is not sent to them (named in `dropped`).
     Off is sent as no reasoning_effort: the model's own default."""
+    if not defaults and not overrides:
+        return body  # most models: nothing to merge, on the hottest path
     from gateway.protocols.openai_chat import EFFORT_FOR_BUDGET, REASONING_MODEL
 
     def client_sets(name: str) -> bool:
