@@ -343,3 +343,23 @@ def test_variant_migration_turns_seeded_route_params_into_settings_and_reverses(
     assert nothinking.request_overrides == {"thinking": False} and not nothinking.routes.exists()
     kept = AIModel.objects.get(slug="gemini-2.5-flash-thinking")
     assert kept.routes.get().params == {"generationConfig": {"thinkingConfig": {"thinkingBudget": 2048}}}
+
+
+def test_a_max_tokens_setting_counts_in_a_prepaid_calls_hold(client, route_to, user_factory, fake_upstream):
+    """An override caps what the call may produce over the client's cap; a default stands in for none."""
+    from tests.test_ledger import funded_key
+
+    route = route_to("openai")
+    make_variant(route, overrides={"max_tokens": 500}, input_per_1m=0, output_per_1m=1_000_000)
+    _, raw_key = funded_key(user_factory, 300)  # 300 micro-USD: 300 output tokens at most
+
+    refused = call(client, raw_key, "chat", {"messages": HI, "max_tokens": 100})
+    assert refused.status_code == 402
+    assert "up to 500 output tokens" in refused.json()["error"]["message"]
+
+    AIModel.objects.filter(slug=VARIANT).update(request_overrides={}, request_defaults={"max_tokens": 200})
+    catalog_cache_clear()
+    assert call(client, raw_key, "chat", {"messages": HI}).status_code == 200
+    assert sent(fake_upstream)["max_tokens"] == 200
+    refused = call(client, raw_key, "chat", {"messages": HI, "max_tokens": 1000})  # the client's own cap
+    assert "up to 1000 output tokens" in refused.json()["error"]["message"]
