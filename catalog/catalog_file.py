@@ -425,22 +425,15 @@ class _Validator:
             fields["routing"] = self.choice(entry["routing"], f"{path}.routing", ROUTING_CHOICES)
         if "fallbacks" in entry:
             fields["fallbacks"] = self.fallbacks(entry["fallbacks"] or [], f"{path}.fallbacks", slug=slug)
-        if "alias_of" in entry:
-            target = entry["alias_of"]
-            if target is not None and (not isinstance(target, str) or not target.strip()):
-                self.error(f"{path}.alias_of", "must be a model id, or null")
-            elif target is not None and target == slug:
-                self.error(f"{path}.alias_of", "a model cannot be an alias of itself")
-            else:
-                fields["alias_of"] = target  # a model id here; the importer resolves it
-        if "variant_of" in entry:
-            target = entry["variant_of"]
-            if target is not None and (not isinstance(target, str) or not target.strip()):
-                self.error(f"{path}.variant_of", "must be a model id, or null")
-            elif target is not None and target == slug:
-                self.error(f"{path}.variant_of", "a model cannot be a variant of itself")
-            else:
-                fields["variant_of"] = target  # a model id here; the importer resolves it
+        for key, kind in (("alias_of", "an alias"), ("variant_of", "a variant")):
+            if key in entry:
+                target = entry[key]
+                if target is not None and (not isinstance(target, str) or not target.strip()):
+                    self.error(f"{path}.{key}", "must be a model id, or null")
+                elif target is not None and target == slug:
+                    self.error(f"{path}.{key}", f"a model cannot be {kind} of itself")
+                else:
+                    fields[key] = target  # a model id here; the importer resolves it
         for key in ("request_defaults", "request_overrides"):
             if key in entry:
                 value = entry[key] if entry[key] is not None else {}
