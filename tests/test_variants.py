@@ -18,7 +18,7 @@ from catalog.catalog_file import CatalogFileError, catalog_text_parse
 from catalog.importer import catalog_export, catalog_import
 from catalog.models import AIModel
 from catalog.selectors import catalog_cache_clear
-from tests.fixtures_gateway import INPUT_PER_1M, MODEL_ID
+from tests.fixtures_gateway import INPUT_PER_1M, MODEL_ID, wait_for_record
 
 VARIANT = "test-model-thinking"
 pytestmark = pytest.mark.django_db
@@ -363,3 +363,38 @@ def test_a_max_tokens_setting_counts_in_a_prepaid_calls_hold(client, route_to, u
     assert sent(fake_upstream)["max_tokens"] == 200
     refused = call(client, raw_key, "chat", {"messages": HI, "max_tokens": 1000})  # the client's own cap
     assert "up to 1000 output tokens" in refused.json()["error"]["message"]
+
+
+# --- through the real SDKs, streamed ----------------------------------------------------------
+
+
+def test_anthropic_sdk_streams_the_thinking_a_variant_turned_on(live_api, raw_key, route_to, fake_upstream):
+    import anthropic
+
+    make_variant(route_to("anthropic"), defaults={"thinking_budget": 2048})
+    fake_upstream.set(reasoning_text="First I weigh it.", reasoning_tokens=4, completion_tokens=10)
+    client = anthropic.Anthropic(base_url=live_api, api_key=raw_key, max_retries=0, timeout=20)
+    with client.messages.stream(model=VARIANT, max_tokens=4000, messages=HI) as stream:
+        kinds = [event.delta.type for event in stream if event.type == "content_block_delta"]
+        final = stream.get_final_message()
+    assert "thinking_delta" in kinds and "signature_delta" in kinds
+    thinking = final.content[0]
+    assert (thinking.type, thinking.thinking) == ("thinking", "First I weigh it.")
+    assert sent(fake_upstream)["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+
+
+def test_openai_sdk_streams_the_thoughts_of_a_gemini_thinking_variant(live_api, raw_key, route_to, fake_upstream):
+    import openai
+
+    make_variant(route_to("gemini"), defaults={"thinking": True, "include_thoughts": True})
+    fake_upstream.set(reasoning_text="Counting the letters.", reasoning_tokens=5, completion_tokens=11)
+    client = openai.OpenAI(base_url=live_api + "/v1", api_key=raw_key, max_retries=0, timeout=20)
+    chunks = list(
+        client.chat.completions.create(model=VARIANT, messages=HI, stream=True, stream_options={"include_usage": True})
+    )
+    reasoning = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks if c.choices)
+    assert reasoning == "Counting the letters."
+    assert chunks[-1].usage.completion_tokens_details.reasoning_tokens == 5
+    assert sent(fake_upstream)["generationConfig"]["thinkingConfig"] == {"includeThoughts": True}
+    record = wait_for_record()
+    assert (record.model, record.reasoning_tokens, record.completion_tokens) == (VARIANT, 5, 11)
