@@ -119,6 +119,43 @@ def _validate_content(content, role: str, where: str) -> None:
             raise InvalidRequest(f"Missing '{here}.input_audio'.", param=f"{here}.input_audio", code="invalid_type")
 
 
+# OpenRouter's reasoning_details items: the string fields each kind carries (None: may be null or absent).
+REASONING_DETAIL_FIELDS = {
+    "reasoning.text": {"text": False, "signature": False},
+    "reasoning.summary": {"summary": True},
+    "reasoning.encrypted": {"data": True},
+}
+
+
+def _validate_reasoning_details(details, where: str) -> None:
+    """OpenRouter's `reasoning_details`: objects with a `type`; the kinds Beluga reads, with their fields' types.
+
+    Kinds Beluga does not know are let through (and ignored), as new ones appear.
+    """
+    if details is None:
+        return
+    if not isinstance(details, list):
+        raise InvalidRequest(f"Invalid type for '{where}': expected an array.", param=where, code="invalid_type")
+    for j, detail in enumerate(details):
+        here = f"{where}[{j}]"
+        if not isinstance(detail, dict) or not isinstance(detail.get("type"), str):
+            raise InvalidRequest(
+                f"Invalid '{here}': expected an object with a string 'type'.", param=here, code="invalid_type"
+            )
+        fields = dict(REASONING_DETAIL_FIELDS.get(detail["type"], {}), format=False, id=False)
+        for name, required in fields.items():
+            value = detail.get(name)
+            if (value is None and required) or (value is not None and not isinstance(value, str)):
+                raise InvalidRequest(
+                    f"Invalid type for '{here}.{name}': expected a string.", param=f"{here}.{name}", code="invalid_type"
+                )
+        index = detail.get("index")
+        if index is not None and not _is_int(index):
+            raise InvalidRequest(
+                f"Invalid type for '{here}.index': expected an integer.", param=f"{here}.index", code="invalid_type"
+            )
+
+
 def _validate_messages(messages) -> None:
     if messages is None:
         raise InvalidRequest(
@@ -156,6 +193,14 @@ def _validate_messages(messages) -> None:
                 param=f"{where}.tool_call_id",
                 code="missing_required_parameter",
             )
+        for name in ("reasoning_content", "reasoning"):
+            value = message.get(name)
+            if value is not None and not isinstance(value, str):
+                param = f"{where}.{name}"
+                raise InvalidRequest(
+                    f"Invalid type for '{param}': expected a string.", param=param, code="invalid_type"
+                )
+        _validate_reasoning_details(message.get("reasoning_details"), f"{where}.reasoning_details")
         tool_calls = message.get("tool_calls")
         if tool_calls is not None and (role != "assistant" or not isinstance(tool_calls, list)):
             raise InvalidRequest(

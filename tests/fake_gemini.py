@@ -73,8 +73,11 @@ def _wants_tools(body: dict, b: Behaviour) -> bool:
 
 
 def _wants_thoughts(body: dict, b: Behaviour) -> bool:
-    thinking = (body.get("generationConfig") or {}).get("thinkingConfig") or {}
-    return bool(b.reasoning_text) and thinking.get("includeThoughts") is True
+    # Google takes a field by its JSON or its proto name; google-genai sends thinkingConfig's in snake_case.
+    config = body.get("generationConfig") or body.get("generation_config") or {}
+    thinking = config.get("thinkingConfig") or config.get("thinking_config") or {}
+    include = thinking.get("includeThoughts", thinking.get("include_thoughts"))
+    return bool(b.reasoning_text) and include is True
 
 
 def _nonzero(counts: dict) -> dict:

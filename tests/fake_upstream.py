@@ -3,7 +3,9 @@
 It speaks OpenAI's chat completions wire format (CreateChatCompletionResponse and
 CreateChatCompletionStreamResponse of the OpenAPI description): JSON with usage, or
 SSE chunks (role, content word by word, finish, usage when asked, `[DONE]`), and
-tool calls when the request offers tools and the test scripts one. Under a path
+tool calls when the request offers tools and the test scripts one. With
+`reasoning_text` set it answers as DeepSeek does: `reasoning_content` on the
+message, or `delta.reasoning_content` chunks word by word before the content. Under a path
 ending /embeddings it answers OpenAI's CreateEmbeddingResponse; Anthropic's and
 Gemini's paths are answered in their own formats (tests/fake_anthropic.py,
 tests/fake_gemini.py). A test tells it how to fail and then reads what it received.
@@ -416,6 +418,8 @@ def completion(body: dict, b: Behaviour) -> dict:
     else:
         message = {"role": "assistant", "content": b.reply_text, "refusal": None, "annotations": []}
         finish = "stop"
+    if b.reasoning_text:
+        message["reasoning_content"] = b.reasoning_text  # DeepSeek's field
     return {
         "id": "chatcmpl-fake0001",
         "object": "chat.completion",
@@ -452,6 +456,8 @@ def stream_events(body: dict, b: Behaviour) -> list[bytes]:
         return _compact(obj)
 
     events = [chunk({"role": "assistant", "content": "", "refusal": None})]
+    # DeepSeek streams its reasoning first, content null.
+    events.extend(chunk({"content": None, "reasoning_content": w}) for w in words(b.reasoning_text) if b.reasoning_text)
     if _wants_tools(body, b):
         for index, t in enumerate(b.tool_calls):
             first = {"index": index, "id": t.id, "type": "function", "function": {"name": t.name, "arguments": ""}}

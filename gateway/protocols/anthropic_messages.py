@@ -52,6 +52,7 @@ from gateway.protocols.conversation import (
     arguments_text,
     signature_in,
     signature_out,
+    signs_next_part,
     with_cost_of,
 )
 
@@ -348,7 +349,7 @@ def _read_thinking(body: dict) -> ThinkingConfig | None:
     kind = value.get("type")
     shown = value.get("display") != "omitted"
     if kind == "disabled":
-        return None
+        return ThinkingConfig.off()
     if kind == "enabled":
         budget = value.get("budget_tokens")
         if not _is_int(budget) or budget < MIN_THINKING_BUDGET:
@@ -543,6 +544,8 @@ class StreamWriter:
             self._enter("redacted", {"type": "redacted_thinking", "data": event.redacted_data}, out)
             self._stop(out)
             return
+        if signs_next_part(event):
+            self._stop(out)  # Google's signature for what follows: a block of its own, not the thoughts' end
         if event.text or event.signature:
             self._enter("thinking", {"type": "thinking", "thinking": "", "signature": ""}, out)
         if event.text:

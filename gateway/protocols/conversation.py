@@ -136,11 +136,24 @@ class ResponseFormat:
 
 @dataclass(slots=True)
 class ThinkingConfig:
-    """Extended reasoning: a token budget (Anthropic, Gemini) or an effort (OpenAI)."""
+    """Extended reasoning: a token budget (Anthropic, Gemini) or an effort (OpenAI).
+
+    `Conversation.thinking` is None when the client did not say; `ThinkingConfig.off()`
+    when it turned thinking off (OpenAI effort "none", Anthropic "disabled", Gemini
+    budget 0). Writers send no thinking for either; defaults apply to None only.
+    """
 
     budget_tokens: int | None = None
     effort: Literal["minimal", "low", "medium", "high"] | None = None
     include_thoughts: bool = True
+
+    @classmethod
+    def off(cls) -> ThinkingConfig:
+        return cls(budget_tokens=0, effort=None, include_thoughts=False)
+
+    @property
+    def is_off(self) -> bool:
+        return self.budget_tokens == 0 and self.effort is None
 
 
 @dataclass(slots=True)
@@ -308,7 +321,7 @@ class ReplyBuilder:
             else:
                 parts.append(Text(event.text))
         elif isinstance(event, ThinkingDelta):
-            if parts and isinstance(parts[-1], Thinking) and parts[-1].signature is None:
+            if parts and isinstance(parts[-1], Thinking) and parts[-1].signature is None and not signs_next_part(event):
                 last = parts[-1]
                 last.text += event.text
                 if event.signature:
@@ -372,6 +385,16 @@ def signature_out(part: Thinking | ThinkingDelta, protocol: str) -> str | None:
     if part.origin in (None, protocol):
         return part.signature
     return f"{FOREIGN_SIGNATURE}{part.origin}:{part.signature}"
+
+
+# Google signs the part after its signature (a function call, text), not the thoughts before it: its
+# signature without thinking text is a block of its own. Anthropic's and OpenAI's end the block they sign.
+SIGNS_NEXT_PART = frozenset({"gemini"})
+
+
+def signs_next_part(part: Thinking | ThinkingDelta) -> bool:
+    """A signature that is a block of its own: it came without text from a provider that signs what follows."""
+    return bool(part.signature) and not part.text and part.origin in SIGNS_NEXT_PART
 
 
 def signature_in(signature: str | None, protocol: str) -> tuple[str | None, str | None]:

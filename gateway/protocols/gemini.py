@@ -65,8 +65,6 @@ from gateway.protocols.conversation import (
     Usage,
     UsageReport,
     arguments_text,
-    signature_in,
-    signature_out,
     with_cost_of,
 )
 from gateway.protocols.gemini_wire import (
@@ -76,7 +74,6 @@ from gateway.protocols.gemini_wire import (
     _bad,
     _call_out,
     _camel,
-    _client_signature,
     _dict,
     _get,
     _integer,
@@ -85,6 +82,8 @@ from gateway.protocols.gemini_wire import (
     _standard_base64,
     _string,
     schema_from_openapi,
+    signature_from_client,
+    signature_to_client,
 )
 
 MAX_CANDIDATES = 8
@@ -162,6 +161,7 @@ def read_request(body: object, *, model: str | None = None, stream: bool | None 
         raise _bad("contents", "expected a non-empty list of Content objects.")
     ids = _CallIds()
     messages = [_read_content(content, f"contents[{i}]", ids) for i, content in enumerate(contents)]
+    _join_signed_thoughts(messages)
     if model is None:
         model = str(_get(body, "model") or "").removeprefix("models/")
     conversation = Conversation(model=model, messages=messages, stream=bool(stream))
@@ -175,6 +175,34 @@ def read_request(body: object, *, model: str | None = None, stream: bool | None 
         conversation.dropped.extend(ignored)
     conversation.dropped.extend(_camel(key) for key in body if _camel(key) not in _REQUEST_FIELDS)
     return conversation
+
+
+def _join_signed_thoughts(messages: list[Message]) -> None:
+    """Thinking another provider signed reaches a streaming client in pieces, one thought part each, the
+    signature on the last (StreamWriter). The provider verifies the whole text: the pieces (unsigned
+    thoughts just before, in the same model turn, over as many model contents as the SDK kept) are
+    joined back into the signed block."""
+    pieces: list[Thinking] = []
+    joined: set[int] = set()
+    for message in messages:
+        if message.role != "assistant":
+            pieces = []
+            continue
+        for part in message.parts:
+            if not isinstance(part, Thinking) or part.redacted_data is not None:
+                pieces = []
+            elif part.signature is None:
+                pieces.append(part)
+            else:
+                if part.origin != PROTOCOL and part.text and pieces:
+                    part.text = "".join(piece.text for piece in pieces) + part.text
+                    joined.update(id(piece) for piece in pieces)
+                pieces = []
+    if joined:
+        # A content that held only pieces goes with them.
+        messages[:] = [m for m in messages if not m.parts or any(id(part) not in joined for part in m.parts)]
+        for message in messages:
+            message.parts = [part for part in message.parts if id(part) not in joined]
 
 
 def _read_content(content, where: str, ids: _CallIds) -> Message:
@@ -193,8 +221,8 @@ def _read_content(content, where: str, ids: _CallIds) -> Message:
 
 def _read_part(part, role: str, where: str, ids: _CallIds) -> list[Part]:
     part = _dict(part, where)
-    signature, origin = signature_in(
-        _string(_get(part, "thoughtSignature"), f"{where}.thoughtSignature", required=False), PROTOCOL
+    signature, origin = signature_from_client(
+        _string(_get(part, "thoughtSignature"), f"{where}.thoughtSignature", required=False)
     )
     text = _get(part, "text")
     if text is not None and not isinstance(text, str):
@@ -496,14 +524,21 @@ class StreamWriter:
             if event.text:
                 self._part({"text": event.text}, out)
         elif isinstance(event, ThinkingDelta):
-            signature = _client_signature(signature_out(event, PROTOCOL))
+            signature = signature_to_client(event)
             if event.text:
                 thought = {"text": event.text, "thought": True}
                 if signature:
                     thought["thoughtSignature"] = signature
                 self._part(thought, out)
             elif signature:
-                self._signature = signature
+                held = self._held
+                foreign = event.origin not in (None, PROTOCOL)
+                if foreign and held and held.get("thought") and "thoughtSignature" not in held:
+                    # Another provider's signature ends the thinking just streamed: it goes on the block's
+                    # last piece, so that the block comes back whole (_join_signed_thoughts).
+                    held["thoughtSignature"] = signature
+                else:
+                    self._signature = signature  # Google's: on the part that follows
         elif isinstance(event, ToolCallStart):
             self._calls[event.index] = [event.id, event.name, ""]
         elif isinstance(event, Finish):

@@ -13,7 +13,17 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from gateway.errors import InvalidRequest
-from gateway.protocols.conversation import Part, Text, Thinking, ToolCall, arguments_object, signature_out
+from gateway.protocols.conversation import (
+    FOREIGN_SIGNATURE,
+    Part,
+    Text,
+    Thinking,
+    ThinkingDelta,
+    ToolCall,
+    arguments_object,
+    signature_in,
+    signature_out,
+)
 
 MAX_STOP_SEQUENCES = 5
 PROTOCOL = "gemini"  # Thinking.origin of signatures Google made
@@ -110,6 +120,27 @@ def _client_signature(signature: str | None) -> str | None:
     except (binascii.Error, ValueError):
         return None
     return signature
+
+
+def signature_to_client(part: Thinking | ThinkingDelta) -> str | None:
+    """The signature as a Gemini client carries it: Google's as Google sent it; another provider's tagged
+    (see conversation.signature_out), then base64-wrapped, since google-genai takes base64 only."""
+    signature = signature_out(part, PROTOCOL)
+    if signature is not None and signature.startswith(FOREIGN_SIGNATURE):
+        return base64.b64encode(signature.encode()).decode()
+    return _client_signature(signature)
+
+
+def signature_from_client(value: str | None) -> tuple[str | None, str | None]:
+    """(signature, origin) of a thoughtSignature a Gemini client sent back (undoing signature_to_client)."""
+    if value:
+        try:
+            decoded = base64.b64decode(_standard_base64(value), validate=True)
+        except (binascii.Error, ValueError):
+            decoded = b""
+        if decoded.startswith(FOREIGN_SIGNATURE.encode()):
+            return signature_in(decoded.decode("utf-8", "replace"), PROTOCOL)
+    return signature_in(value, PROTOCOL)
 
 
 def _is_generated(call_id: str | None) -> bool:
@@ -217,7 +248,7 @@ def _model_parts_out(parts: Iterable[Part], *, for_client: bool) -> list[dict]:
             if part.redacted_data is not None:
                 continue
             if for_client:
-                signature = _client_signature(signature_out(part, PROTOCOL))
+                signature = signature_to_client(part)
             else:  # another provider's signature: Google would refuse it
                 signature = part.signature if part.origin == PROTOCOL else None
             if part.text and (for_client or signature):

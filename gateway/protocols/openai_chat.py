@@ -38,6 +38,7 @@ from gateway.protocols.conversation import (
     ToolResult,
     Usage,
     UsageReport,
+    signs_next_part,
     with_cost_of,
 )
 from gateway.providers.openai import error_from_response, usage_from
@@ -73,6 +74,15 @@ EFFORT_FOR_BUDGET = ((2048, "low"), (8192, "medium"))
 # and are the ones that take `reasoning_effort`; other OpenAI-compatible servers
 # know only `max_tokens` and may refuse `reasoning_effort`.
 REASONING_MODEL = re.compile(r"^(o\d|gpt-5(?!-chat))")
+# OpenRouter's `reasoning_details[].format`, by Thinking.origin: it tells whose
+# signature an item carries, so that it goes back only to that provider.
+REASONING_FORMATS = {
+    "anthropic": "anthropic-claude-v1",
+    "gemini": "google-gemini-v1",
+    "openai-responses": "openai-responses-v1",
+}
+UNKNOWN_FORMAT = "unknown"
+ORIGINS = {value: origin for origin, value in REASONING_FORMATS.items()}
 
 
 # --- client side -----------------------------------------------------------------
@@ -117,6 +127,44 @@ def _user_parts(content, where: str) -> list:
     return parts
 
 
+def _thinking_in(message: dict) -> list[Thinking]:
+    """An assistant message's reasoning: its `reasoning_details` (signed, in order), else its reasoning text.
+
+    Items a client kept from every stream delta (several with one `index`) are
+    joined into the block they came from.
+    """
+    details = message.get("reasoning_details")
+    if not details:
+        reasoning = message.get("reasoning_content") or message.get("reasoning")
+        return [Thinking(reasoning)] if isinstance(reasoning, str) and reasoning else []
+    parts: list[Thinking] = []
+    previous_index = None
+    for detail in details:
+        kind, index = detail.get("type"), detail.get("index")
+        origin = ORIGINS.get(detail.get("format"))
+        if kind in ("reasoning.text", "reasoning.summary"):
+            text = detail.get("text" if kind == "reasoning.text" else "summary") or ""
+            signature = detail.get("signature") or None
+            last = parts[-1] if parts else None
+            joins = last is not None and last.signature is None and last.redacted_data is None
+            if joins and index is not None and index == previous_index:
+                last.text += text
+                last.signature = signature
+                last.origin = last.origin or origin
+            else:
+                parts.append(Thinking(text, signature, origin=origin))
+        elif kind == "reasoning.encrypted":
+            # Anthropic's redacted thinking, or a signature that came without thinking text (Gemini's on a call).
+            if origin == "anthropic":
+                parts.append(Thinking(redacted_data=detail["data"], origin=origin))
+            else:
+                parts.append(Thinking(signature=detail["data"], origin=origin))
+        else:
+            continue  # another kind of item: nothing Beluga can send back
+        previous_index = index
+    return [part for part in parts if part.text or part.signature or part.redacted_data is not None]
+
+
 def conversation_from(chat: ChatRequest) -> Conversation:
     """The validated chat request as a Conversation (for an upstream of another protocol)."""
     body = chat.body
@@ -137,10 +185,7 @@ def conversation_from(chat: ChatRequest) -> Conversation:
         elif role == "user":
             append("user", _user_parts(content, f"messages[{i}].content"))
         elif role == "assistant":
-            parts: list = []
-            reasoning = message.get("reasoning_content")
-            if isinstance(reasoning, str) and reasoning:
-                parts.append(Thinking(reasoning))
+            parts: list = _thinking_in(message)
             text = _text_of(content) if content is not None else ""
             if text:
                 parts.append(Text(text))
@@ -210,7 +255,9 @@ def conversation_from(chat: ChatRequest) -> Conversation:
             kind=fmt["type"], schema=spec.get("schema"), name=spec.get("name"), strict=spec.get("strict")
         )
     effort = body.get("reasoning_effort")
-    if isinstance(effort, str) and effort != "none":
+    if effort == "none":
+        conversation.thinking = ThinkingConfig.off()
+    elif isinstance(effort, str):
         conversation.thinking = ThinkingConfig(effort=effort)
     conversation.user = body.get("user")
     conversation.openai_extra = {k: v for k, v in body.items() if k not in _READ}
@@ -231,12 +278,40 @@ def _completion_id(request_id: str) -> str:
     return f"chatcmpl-{request_id.replace('-', '')}"
 
 
+def _format(origin: str | None) -> str:
+    return REASONING_FORMATS.get(origin or "", UNKNOWN_FORMAT)
+
+
+def _encrypted(data: str, origin: str | None, index: int) -> dict:
+    return {"type": "reasoning.encrypted", "data": data, "format": _format(origin), "index": index}
+
+
+def _reasoning_detail(part: Thinking, index: int) -> dict:
+    """A Thinking part as an OpenRouter `reasoning_details` item, its signature as the provider made it."""
+    if part.redacted_data is not None:
+        return _encrypted(part.redacted_data, part.origin or "anthropic", index)  # only Anthropic redacts
+    if part.signature and not part.text and part.origin != "anthropic":
+        return _encrypted(part.signature, part.origin, index)
+    return {
+        "type": "reasoning.text",
+        "text": part.text,
+        "signature": part.signature,
+        "format": _format(part.origin),
+        "index": index,
+    }
+
+
 def write_reply(reply: Reply, *, model: str, request_id: str, conversation: Conversation | None = None) -> dict:
     calls = reply.tool_calls
     message: dict = {"role": "assistant", "content": reply.text if reply.text or not calls else None, "refusal": None}
-    thinking = "".join(part.text for part in reply.parts if isinstance(part, Thinking))
-    if thinking:
-        message["reasoning_content"] = thinking  # DeepSeek's field, which most chat clients show
+    thinking = [part for part in reply.parts if isinstance(part, Thinking)]
+    text = "".join(part.text for part in thinking)
+    if text:
+        message["reasoning_content"] = text  # DeepSeek's field, which most chat clients show
+    blocks = [part for part in thinking if part.text or part.signature or part.redacted_data is not None]
+    if blocks:
+        # OpenRouter's field: the signed blocks, which a client sends back to continue a tool loop.
+        message["reasoning_details"] = [_reasoning_detail(part, index) for index, part in enumerate(blocks)]
     if calls:
         message["tool_calls"] = [
             {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
@@ -271,6 +346,10 @@ class StreamWriter:
         self.started = False
         self.usage: Usage | None = None
         self.finished = False
+        self._details = 0  # reasoning_details items sent
+        self._block: int | None = None  # the index of the thinking block being streamed, until its end
+        self._block_text = False
+        self._format_sent = False
 
     def _chunk(self, delta: dict, finish: str | None = None) -> bytes:
         chunk = dict(self.base, choices=[{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
@@ -291,10 +370,11 @@ class StreamWriter:
         out = self._start()
         if isinstance(event, Start):
             return out
+        if isinstance(event, ThinkingDelta):
+            return out + self._thinking(event)
+        self._block = None  # anything else ends a thinking block
         if isinstance(event, TextDelta):
             return out + self._chunk({"content": event.text})
-        if isinstance(event, ThinkingDelta):
-            return out + (self._chunk({"reasoning_content": event.text}) if event.text else b"")
         if isinstance(event, ToolCallStart):
             call = {
                 "index": event.index,
@@ -311,6 +391,46 @@ class StreamWriter:
             self.finished = True
             return out + self._chunk({}, event.stop_reason)
         return out
+
+    def _thinking(self, event: ThinkingDelta) -> bytes:
+        """Reasoning text as `reasoning_content`, and each block as one `reasoning_details` item.
+
+        The deltas of an item share its `index`, and `format` is sent once, when
+        known (Anthropic's comes with the signature at the block's end): the
+        OpenAI SDK's stream accumulator merges items by index and joins strings.
+        """
+        if event.redacted_data is not None:
+            self._block = None
+            item = _encrypted(event.redacted_data, event.origin or "anthropic", self._next_detail())
+            return self._chunk({"reasoning_details": [item]})
+        if signs_next_part(event):
+            self._block = None
+            return self._chunk({"reasoning_details": [_encrypted(event.signature, event.origin, self._next_detail())]})
+        if not event.text and not event.signature:
+            return b""
+        if self._block is None:
+            self._block, self._block_text, self._format_sent = self._next_detail(), False, False
+        item: dict = {"type": "reasoning.text", "index": self._block}
+        delta: dict = {}
+        if event.text:
+            delta["reasoning_content"] = event.text
+            item["text"] = event.text
+            self._block_text = True
+        if event.origin and not self._format_sent:
+            item["format"] = _format(event.origin)
+            self._format_sent = True
+        if event.signature:
+            if not self._block_text and event.origin != "anthropic":
+                item = _encrypted(event.signature, event.origin, self._block)
+            else:
+                item["signature"] = event.signature
+            self._block = None  # a signature ends its block
+        delta["reasoning_details"] = [item]
+        return self._chunk(delta)
+
+    def _next_detail(self) -> int:
+        self._details += 1
+        return self._details - 1
 
     def close(self, *, error: str | None = None) -> bytes:
         out = self._start()

@@ -54,6 +54,7 @@ from gateway.protocols.conversation import (
     UsageReport,
     arguments_object,
     arguments_text,
+    signs_next_part,
     with_cost_of,
 )
 
@@ -460,7 +461,9 @@ def _read_reasoning(body: dict, conversation: ResponsesConversation) -> dict | N
         reasoning, "generate_summary", SUMMARIES, "reasoning"
     )
     # "none" asks for no reasoning; "xhigh" is the most the Conversation can say ("high").
-    if effort is not None and effort != "none":
+    if effort == "none":
+        conversation.thinking = ThinkingConfig.off()
+    elif effort is not None:
         conversation.thinking = ThinkingConfig(
             effort="high" if effort == "xhigh" else effort, include_thoughts=summary not in (None, "none")
         )
@@ -859,7 +862,7 @@ class StreamWriter:
     def _thinking(self, event: ThinkingDelta) -> bytes:
         out = b""
         # A signed block is finished: more thinking is a new block (as ReplyBuilder counts them).
-        if self.open != "reasoning" or self.thinking.signature is not None:
+        if self.open != "reasoning" or self.thinking.signature is not None or signs_next_part(event):
             out += self._open_item("reasoning", "rs")
             self.thinking = Thinking()
             item = {"id": self.item_id, "type": "reasoning", "summary": []}
