@@ -305,7 +305,7 @@ def test_a_full_request_is_read_into_the_conversation():
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({"thinking": {"type": "disabled"}}, None),
+        ({"thinking": {"type": "disabled"}}, ThinkingConfig.off()),  # said off: not the same as said nothing
         ({"thinking": {"type": "adaptive"}}, ThinkingConfig()),
         ({"thinking": {"type": "adaptive"}, "output_config": {"effort": "low"}}, ThinkingConfig(effort="low")),
         ({"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}}, ThinkingConfig(effort="high")),

@@ -102,7 +102,7 @@ def _block_out(part) -> dict | None:
         return block
     if isinstance(part, Thinking):
         # Anthropic verifies thinking it is given back: unsigned thinking (from another provider) is left out.
-        if part.redacted_data is not None:
+        if part.redacted_data is not None and part.origin == PROTOCOL:
             return {"type": "redacted_thinking", "data": part.redacted_data}
         if part.signature and part.origin == PROTOCOL:  # another provider's signature: Anthropic would refuse it
             return {"type": "thinking", "thinking": part.text, "signature": part.signature}
@@ -158,6 +158,8 @@ def _thinking_out(thinking: ThinkingConfig, max_tokens: int, dropped: list[str])
 
 def _thinking_for(thinking: ThinkingConfig, body: dict, dropped: list[str]) -> dict | None:
     """The request's thinking config, or None (and why, in `dropped`) where Anthropic would refuse it."""
+    if thinking.is_off:
+        return None
     tool_choice = body.get("tool_choice")
     if isinstance(tool_choice, dict) and tool_choice.get("type") in ("any", "tool"):
         dropped.append("thinking")  # Anthropic refuses thinking with a forced tool; the tool wins
@@ -432,7 +434,7 @@ class StreamReader:
         if kind == "thinking" and (block.get("thinking") or block.get("signature")):
             return [ThinkingDelta(str(block.get("thinking") or ""), block.get("signature") or None, origin=PROTOCOL)]
         if kind == "redacted_thinking":
-            return [ThinkingDelta(redacted_data=str(block.get("data") or ""))]
+            return [ThinkingDelta(redacted_data=str(block.get("data") or ""), origin=PROTOCOL)]
         return []
 
     def _block_delta(self, index: object, delta: object) -> list[StreamEvent]:

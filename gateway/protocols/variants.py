@@ -45,15 +45,6 @@ class RequestSettings:
 NONE = RequestSettings()
 
 
-def thinking_off() -> ThinkingConfig:
-    """Thinking turned off: a budget of 0, as Gemini says it, thoughts not shown."""
-    return ThinkingConfig(budget_tokens=0, effort=None, include_thoughts=False)
-
-
-def is_off(thinking: ThinkingConfig) -> bool:
-    return thinking.budget_tokens == 0 and not thinking.effort
-
-
 def settings_of(values: dict) -> RequestSettings:
     """The settings of an AIModel.request_defaults / request_overrides value (validated by the catalog)."""
     if not values:
@@ -62,7 +53,7 @@ def settings_of(values: dict) -> RequestSettings:
     if any(key in values for key in THINKING_KEYS):
         effort = values.get("reasoning_effort")
         if values.get("thinking") is False or values.get("thinking_budget") == 0 or effort == "none":
-            thinking = thinking_off()
+            thinking = ThinkingConfig.off()
         else:
             thinking = ThinkingConfig(
                 budget_tokens=values.get("thinking_budget"),
@@ -140,7 +131,7 @@ def openai_chat_settings_into_body(
             body[name] = value
         else:
             body.pop("reasoning_effort", None)
-            if is_off(value):
+            if value.is_off:
                 continue
             if not reasoning_model:
                 dropped.append("thinking")
