@@ -585,11 +585,7 @@ def model_call(
             """The call to the route of this attempt (ctx.route), by the pair of protocols it makes."""
             nonlocal conversation
             if chat is not None and ctx.route.kind == "openai":
-                dropped: list[str] = []
-                defaults, overrides = variants.model_settings(ctx.model)
-                ctx.body = variants.openai_chat_settings_into_body(
-                    chat.body, defaults, overrides, route=ctx.route, dropped=dropped
-                )
+                ctx.body, dropped = variants.body_with_settings(chat.body, model=ctx.model, route=ctx.route)
                 response = _stream(ctx, include_usage=chat.include_usage) if streaming else _complete(ctx)
                 if dropped:
                     response[DROPPED_HEADER] = ", ".join(sorted(set(dropped)))

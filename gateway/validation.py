@@ -35,6 +35,10 @@ class ChatRequest:
     body: dict  # the validated body, as sent by the client
 
 
+# OpenAI's values (xhigh: its newest models; other upstreams take it as high).
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -320,6 +324,13 @@ def validate_chat_request(body) -> ChatRequest:
     user = body.get("user")
     if user is not None and not isinstance(user, str):
         raise InvalidRequest("Invalid type for 'user': expected a string.", param="user", code="invalid_type")
+    effort = body.get("reasoning_effort")
+    if effort is not None and effort not in REASONING_EFFORTS:
+        raise InvalidRequest(
+            f"Invalid value for 'reasoning_effort': expected one of {', '.join(REASONING_EFFORTS)}.",
+            param="reasoning_effort",
+            code="invalid_value",
+        )
     _validate_stop(body)
     _validate_tools(body)
     _validate_response_format(body)

@@ -166,6 +166,8 @@ INVALID = [
     ("top-logprobs-above-20", chat_body(logprobs=True, top_logprobs=21), "top_logprobs"),
     ("top-logprobs-negative", chat_body(logprobs=True, top_logprobs=-1), "top_logprobs"),
     ("user-number", chat_body(user=5), "user"),
+    ("reasoning-effort-unknown", chat_body(reasoning_effort="extreme"), "reasoning_effort"),
+    ("reasoning-effort-number", chat_body(reasoning_effort=3), "reasoning_effort"),
 ]
 
 

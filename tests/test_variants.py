@@ -398,3 +398,21 @@ def test_openai_sdk_streams_the_thoughts_of_a_gemini_thinking_variant(live_api, 
     assert sent(fake_upstream)["generationConfig"]["thinkingConfig"] == {"includeThoughts": True}
     record = wait_for_record()
     assert (record.model, record.reasoning_tokens, record.completion_tokens) == (VARIANT, 5, 11)
+
+
+def test_xhigh_effort_is_high_for_an_upstream_that_takes_a_budget(client, route_to, raw_key, fake_upstream):
+    route_to("anthropic")
+    response = call(
+        client, raw_key, "chat", {"messages": HI, "max_tokens": 30000, "reasoning_effort": "xhigh"}, model=MODEL_ID
+    )
+    assert response.status_code == 200, response.content
+    assert sent(fake_upstream)["thinking"] == {"type": "enabled", "budget_tokens": 24576}
+
+
+def test_a_thinking_variant_of_gpt_oss_sends_an_effort(client, route_to, raw_key, fake_upstream):
+    """gpt-oss on an OpenAI-compatible server takes reasoning_effort, as OpenAI's o-series and gpt-5 do."""
+    make_variant(route_to("openai"), defaults={"thinking_budget": 2048}, upstream_model="gpt-oss-120b")
+    response = call(client, raw_key, "chat", {"messages": HI, "max_tokens": 300})
+    assert response.status_code == 200, response.content
+    body = sent(fake_upstream)
+    assert (body["reasoning_effort"], body["max_tokens"]) == ("low", 300)  # the client's own cap, as it sent it

@@ -41,6 +41,7 @@ from gateway.protocols.conversation import (
     signs_next_part,
     with_cost_of,
 )
+from gateway.protocols.variants import RequestSettings, settings_merged
 from gateway.providers.openai import error_from_response, usage_from
 from gateway.streaming import DONE, stream_error_event
 from gateway.validation import ChatRequest, validate_chat_request
@@ -73,7 +74,7 @@ EFFORT_FOR_BUDGET = ((2048, "low"), (8192, "medium"))
 # OpenAI's reasoning models refuse `max_tokens` (they take max_completion_tokens)
 # and are the ones that take `reasoning_effort`; other OpenAI-compatible servers
 # know only `max_tokens` and may refuse `reasoning_effort`.
-REASONING_MODEL = re.compile(r"^(o\d|gpt-5(?!-chat))")
+REASONING_MODEL = re.compile(r"^(o\d|gpt-5(?!-chat)|gpt-oss)")
 # OpenRouter's `reasoning_details[].format`, by Thinking.origin: it tells whose
 # signature an item carries, so that it goes back only to that provider.
 REASONING_FORMATS = {
@@ -258,7 +259,7 @@ def conversation_from(chat: ChatRequest) -> Conversation:
     if effort == "none":
         conversation.thinking = ThinkingConfig.off()
     elif isinstance(effort, str):
-        conversation.thinking = ThinkingConfig(effort=effort)
+        conversation.thinking = ThinkingConfig(effort="high" if effort == "xhigh" else effort)
     conversation.user = body.get("user")
     conversation.openai_extra = {k: v for k, v in body.items() if k not in _READ}
     return conversation
@@ -499,6 +500,52 @@ def _messages_json(conversation: Conversation) -> list[dict]:
     return messages
 
 
+def settings_into_body(
+    body: dict, defaults: RequestSettings, overrides: RequestSettings, *, route: RouteTarget, dropped: list[str]
+) -> None:
+    """A model's request settings (gateway/protocols/variants.py) in an OpenAI chat request the client
+    wrote itself (the fast path): a default where the body lacks the field, an override over it.
+
+    OpenAI's reasoning models take an effort (a budget becomes one, as
+    build_request does it) and `max_completion_tokens`; other OpenAI-compatible
+    servers take `max_tokens`, and are not sent thinking (named in `dropped`).
+    Off is sent as no reasoning_effort: the model's own default."""
+
+    def client_sets(name: str) -> bool:
+        if name == "thinking":
+            return "reasoning_effort" in body
+        if name == "max_tokens":
+            return "max_tokens" in body or "max_completion_tokens" in body
+        return name in body
+
+    merged = settings_merged(defaults, overrides, client_sets=client_sets)
+    reasoning_model = bool(REASONING_MODEL.match(route.upstream_model))
+    for name, value in merged.items():
+        if name == "top_k":
+            dropped.append("top_k")  # Chat Completions has no top_k
+        elif name == "max_tokens":
+            body.pop("max_tokens", None)
+            body.pop("max_completion_tokens", None)
+            body["max_completion_tokens" if reasoning_model else "max_tokens"] = value
+        elif name != "thinking":
+            body[name] = value
+        else:
+            body.pop("reasoning_effort", None)
+            if not (value.effort or value.budget_tokens):
+                continue  # off, or on at the model's own amount: its default
+            if not reasoning_model:
+                dropped.append("thinking")
+            else:
+                body["reasoning_effort"] = _effort_of(value)
+
+
+def _effort_of(thinking: ThinkingConfig) -> str:
+    """An OpenAI reasoning effort for a thinking config with an effort or a budget."""
+    if thinking.effort:
+        return thinking.effort
+    return next((effort for limit, effort in EFFORT_FOR_BUDGET if thinking.budget_tokens <= limit), "high")
+
+
 def build_request(conversation: Conversation, *, route: RouteTarget, stream: bool) -> UpstreamRequest:
     body: dict = {"model": route.upstream_model, "messages": _messages_json(conversation)}
     dropped: list[str] = []
@@ -545,12 +592,8 @@ def build_request(conversation: Conversation, *, route: RouteTarget, stream: boo
     if thinking is not None and (thinking.effort or thinking.budget_tokens):
         if not reasoning_model:
             dropped.append("thinking")
-        elif thinking.effort:
-            body["reasoning_effort"] = thinking.effort
         else:
-            body["reasoning_effort"] = next(
-                (effort for limit, effort in EFFORT_FOR_BUDGET if thinking.budget_tokens <= limit), "high"
-            )
+            body["reasoning_effort"] = _effort_of(thinking)
     if conversation.user:
         body["user"] = conversation.user
     body.update(conversation.openai_extra)

@@ -94,70 +94,35 @@ def conversation_with_settings(conversation: Conversation, model) -> Conversatio
     return dataclasses.replace(conversation, **merged) if merged else conversation
 
 
-def openai_chat_settings_into_body(
-    body: dict, defaults: RequestSettings, overrides: RequestSettings, *, route, dropped: list[str]
-) -> dict:
-    """A model's request settings in an OpenAI chat request the client wrote itself (the fast path):
-    a copy with a default where the body lacks the field, an override over it.
+def _body_writers() -> dict:
+    """Each upstream kind's settings_into_body (imported here: those modules import this one)."""
+    from gateway.protocols import anthropic_messages_upstream, gemini_upstream, openai_chat, openai_responses_upstream
 
-    OpenAI's reasoning models take an effort (a budget becomes one, as the chat
-    writer does it) and `max_completion_tokens`; other OpenAI-compatible servers
-    take `max_tokens`, and thinking is not sent to them (named in `dropped`).
-    Off is sent as no reasoning_effort: the model's own default."""
-    if not defaults and not overrides:
-        return body  # most models: nothing to merge, on the hottest path
-    from gateway.protocols.openai_chat import EFFORT_FOR_BUDGET, REASONING_MODEL
-
-    def client_sets(name: str) -> bool:
-        if name == "thinking":
-            return "reasoning_effort" in body
-        if name == "max_tokens":
-            return "max_tokens" in body or "max_completion_tokens" in body
-        return name in body
-
-    merged = settings_merged(defaults, overrides, client_sets=client_sets)
-    if not merged:
-        return body
-    body = dict(body)
-    reasoning_model = bool(REASONING_MODEL.match(route.upstream_model))
-    for name, value in merged.items():
-        if name == "top_k":
-            dropped.append("top_k")  # Chat Completions has no top_k
-        elif name == "max_tokens":
-            body.pop("max_tokens", None)
-            body.pop("max_completion_tokens", None)
-            body["max_completion_tokens" if reasoning_model else "max_tokens"] = value
-        elif name != "thinking":
-            body[name] = value
-        else:
-            body.pop("reasoning_effort", None)
-            if value.is_off:
-                continue
-            if not reasoning_model:
-                dropped.append("thinking")
-            elif value.effort:
-                body["reasoning_effort"] = value.effort
-            elif value.budget_tokens is not None:
-                limits = EFFORT_FOR_BUDGET
-                body["reasoning_effort"] = next((e for limit, e in limits if value.budget_tokens <= limit), "high")
-    return body
-
-
-def request_with_settings(outbound, *, model, route) -> None:
-    """An UpstreamRequest of a call that is not translated (the client's own protocol), with the
-    model's settings in its body, by the upstream protocol's settings_into_body; what could not be
-    honoured goes to its `dropped`."""
-    defaults, overrides = model_settings(model)
-    if not defaults and not overrides:
-        return
-    # Imported here: those modules import this one for RequestSettings.
-    from gateway.protocols import anthropic_messages_upstream, gemini_upstream, openai_responses_upstream
-
-    writers = {
+    return {
+        "openai": openai_chat.settings_into_body,
         "anthropic": anthropic_messages_upstream.settings_into_body,
         "gemini": gemini_upstream.settings_into_body,
         "openai-responses": openai_responses_upstream.settings_into_body,
     }
-    body = orjson.loads(outbound.body)
-    writers[route.kind](body, defaults, overrides, route=route, dropped=outbound.dropped)
+
+
+def body_with_settings(body: dict, *, model, route) -> tuple[dict, list[str]]:
+    """A body in the upstream's own protocol that the client wrote (a call that is not translated),
+    with the model's settings written in by the protocol's settings_into_body: a copy when they
+    change it (the client's is kept for the next attempt), and what could not be honoured."""
+    defaults, overrides = model_settings(model)
+    dropped: list[str] = []
+    if not defaults and not overrides:
+        return body, dropped  # most models, on the hottest path
+    body = dict(body)  # the writers replace top-level fields only
+    _body_writers()[route.kind](body, defaults, overrides, route=route, dropped=dropped)
+    return body, dropped
+
+
+def request_with_settings(outbound, *, model, route) -> None:
+    """An UpstreamRequest of the same protocol as the client's, with the model's settings in its body."""
+    if not model.request_defaults and not model.request_overrides:
+        return
+    body, dropped = body_with_settings(orjson.loads(outbound.body), model=model, route=route)
     outbound.body = orjson.dumps(body)
+    outbound.dropped.extend(dropped)
