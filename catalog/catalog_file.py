@@ -434,6 +434,8 @@ class _Validator:
                     self.error(f"{path}.{key}", f"a model cannot be {kind} of itself")
                 else:
                     fields[key] = target  # a model id here; the importer resolves it
+        if entry.get("alias_of") is not None and entry.get("variant_of") is not None:
+            self.error(f"{path}.variant_of", "a model is an alias or a variant, not both")
         for key in ("request_defaults", "request_overrides"):
             if key in entry:
                 value = entry[key] if entry[key] is not None else {}

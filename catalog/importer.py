@@ -225,6 +225,10 @@ class _Writer:
                 base = self._model_named(spec, written, "variant_of")
                 if base is False:
                     continue
+                has_variants = current is not None and hasattr(current, "variants") and current.variants.exists()
+                if base is not None and has_variants:
+                    self.errors.append(f"{spec.path}.variant_of: {spec.slug!r} has variants of its own")
+                    continue
                 fields = {**fields, "variant_of": base}
             prices_before = current.prices() if current is not None and self.record_prices else None
             model = _upsert(self.AIModel, current, {"slug": spec.slug}, fields, self.result.models, self.using)

@@ -256,6 +256,8 @@ class AIModel(models.Model):
                 errors["variant_of"] = f"'{self.variant_of.slug}' is itself a variant or an alias; name its model."
             elif self.alias_of_id is not None:
                 errors["variant_of"] = "An alias cannot also be a variant."
+            elif self.pk is not None and self.variants.exists():
+                errors["variant_of"] = "This model has variants of its own: it cannot be a variant."
         for name in ("request_defaults", "request_overrides"):
             problems = request_settings_errors(getattr(self, name))
             if problems:

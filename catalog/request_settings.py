@@ -22,7 +22,8 @@ The keys (all optional):
     top_k             integer >= 1
 
 The thinking keys (the first four) go together: a mapping that has any of
-them states the whole thinking setting, in place of the client's.
+them states the whole thinking setting, in place of the client's, so
+include_thoughts comes with one of the other three.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def request_settings_errors(value) -> list[str]:
             errors.append(f"unknown setting {key!r} (known: {', '.join(REQUEST_SETTING_KEYS)})")
         elif not check[0](item):
             errors.append(f"{key} must be {check[1]}")
+    if "include_thoughts" in value and not any(key in value for key in THINKING_KEYS[:3]):
+        errors.append("include_thoughts goes with thinking, thinking_budget or reasoning_effort")
     if value.get("thinking") is False and any(
         value.get(key) not in (None, 0, "none") for key in ("thinking_budget", "reasoning_effort")
     ):

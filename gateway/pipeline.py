@@ -426,7 +426,8 @@ def hold_for_call(ctx: CallContext, body, *, output_tokens: int | None = None, i
         if requested is not None:
             output_tokens = min(requested, output_tokens) if model.max_output_tokens else requested
         output_tokens *= requested_choices(body)
-        ctx.held_tokens = (input_tokens, requested, requested_choices(body))
+        # A fallback is checked against the client's own cap: this model's settings and route are not its.
+        ctx.held_tokens = (input_tokens, requested_max_output(body), requested_choices(body))
     amount = max_token_cost(model=model, input_tokens=input_tokens, output_tokens=output_tokens)
     hold_money(
         ctx,
@@ -641,7 +642,10 @@ def _call_upstreams(ctx: CallContext, call_route) -> HttpResponse:
             # The money held was sized for the requested model: a fallback that could cost more is not used.
             if ctx.held_tokens is None:
                 return None
-            input_tokens, output_cap, choices = ctx.held_tokens
+            input_tokens, client_cap, choices = ctx.held_tokens
+            output_cap = (
+                other.request_overrides.get("max_tokens") or client_cap or other.request_defaults.get("max_tokens")
+            )
             output = other.max_output_tokens or limits["RESERVE_DEFAULT_OUTPUT_TOKENS"]
             if output_cap is not None:
                 output = min(output_cap, output) if other.max_output_tokens else output_cap

@@ -66,12 +66,55 @@ def _sent(module, kind: str, upstream_model: str) -> dict:
     return orjson.loads(request.body)
 
 
-def test_no_upstream_is_sent_thinking_when_it_is_off():
-    assert "reasoning_effort" not in _sent(openai_chat, "openai", "o4-mini")
+def test_off_is_each_upstreams_own_least_thinking():
     assert "reasoning" not in _sent(openai_responses, "openai-responses", "gpt-5-codex")
     assert "thinking" not in _sent(anthropic_messages, "anthropic", "claude-x")
-    # Gemini's own way to say off: a zero budget, thoughts not asked for.
-    assert _sent(gemini, "gemini", "gemini-x")["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 0}
+    # OpenAI's reasoning models: their lowest effort (not all can turn reasoning off); others: nothing.
+    assert _sent(openai_chat, "openai", "o4-mini")["reasoning_effort"] == "low"
+    assert _sent(openai_chat, "openai", "gpt-5")["reasoning_effort"] == "minimal"
+    assert _sent(openai_chat, "openai", "gpt-5.1")["reasoning_effort"] == "none"
+    assert "reasoning_effort" not in _sent(openai_chat, "openai", "deepseek-chat")
+    # Gemini's own way to say off: a zero budget, thoughts not asked for; Gemini 3 its lowest level;
+    # a model that does not think (2.0) is not told anything.
+    assert _sent(gemini, "gemini", "gemini-2.5-flash")["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 0}
+    assert _sent(gemini, "gemini", "gemini-3-pro-preview")["generationConfig"]["thinkingConfig"] == {
+        "thinkingLevel": "low"
+    }
+    assert "thinkingConfig" not in _sent(gemini, "gemini", "gemini-2.0-flash").get("generationConfig", {})
+
+
+def test_a_chat_client_gives_a_gemini_call_its_signature_back_on_the_call():
+    """Gemini signs a turn's first function call; a chat message puts the text first and the reasoning
+    apart, so the signature must go back on the call, not on the text."""
+    from gateway.protocols import gemini_upstream
+    from gateway.validation import validate_chat_request
+
+    answer = {
+        "candidates": [
+            {
+                "content": {
+                    "role": "model",
+                    "parts": [
+                        {"text": "Let me look that up."},
+                        {"functionCall": {"name": "lookup", "args": {"q": "x"}}, "thoughtSignature": "R09PR0xFU0lH"},
+                    ],
+                },
+                "finishReason": "STOP",
+            }
+        ],
+        "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 5},
+    }
+    message = openai_chat.write_reply(gemini_upstream.read_reply(answer), model="m", request_id="r")["choices"][0]
+    message = {key: value for key, value in message["message"].items() if value is not None}
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    result = {"role": "tool", "tool_call_id": message["tool_calls"][0]["id"], "content": "42"}
+    chat = validate_chat_request({"model": "m", "messages": [*USER, message, result], "tools": tools})
+    route = route_target(kind="gemini", base_url="http://127.0.0.1:9", api_key="k", upstream_model="gemini-3-pro")
+    sent = orjson.loads(gemini.build_request(openai_chat.conversation_from(chat), route=route, stream=False).body)
+    model_turn = sent["contents"][1]["parts"]
+    assert model_turn[0] == {"text": "Let me look that up."}
+    assert model_turn[1]["functionCall"]["name"] == "lookup"
+    assert model_turn[1]["thoughtSignature"] == "R09PR0xFU0lH"
 
 
 def test_thinking_off_with_a_forced_tool_drops_nothing():

@@ -293,7 +293,7 @@ models:
     category: reasoning
     variant_of: base-x
     request_defaults: {thinking_budget: 8192}
-    request_overrides: {include_thoughts: true}
+    request_overrides: {reasoning_effort: high, include_thoughts: true}
     price: {input_per_1m: 1, output_per_1m: 2}
 """
     catalog_import(data=catalog_text_parse(text=text))
@@ -301,7 +301,7 @@ models:
     assert variant.variant_of.slug == "base-x"
     assert (variant.request_defaults, variant.request_overrides) == (
         {"thinking_budget": 8192},
-        {"include_thoughts": True},
+        {"reasoning_effort": "high", "include_thoughts": True},
     )
     exported = {m["id"]: m for m in catalog_export()["models"]}["base-x-thinking"]
     assert exported["variant_of"] == "base-x" and exported["request_defaults"] == {"thinking_budget": 8192}
@@ -343,6 +343,14 @@ def test_variant_migration_turns_seeded_route_params_into_settings_and_reverses(
     assert nothinking.request_overrides == {"thinking": False} and not nothinking.routes.exists()
     kept = AIModel.objects.get(slug="gemini-2.5-flash-thinking")
     assert kept.routes.get().params == {"generationConfig": {"thinkingConfig": {"thinkingBudget": 2048}}}
+    # No base model in the seed: its own route stays, its params now said by its settings.
+    sonnet37 = AIModel.objects.get(slug="claude-3-7-sonnet-20250219-thinking")
+    assert (sonnet37.variant_of, sonnet37.request_defaults) == (None, {"thinking_budget": 8192})
+    assert sonnet37.routes.get().params == {}
+
+    call_command("migrate", "catalog", "0010", verbosity=0)
+    assert Route.objects.get(model__slug="claude-3-7-sonnet-20250219-thinking").params == old.params
+    call_command("migrate", verbosity=0)
 
 
 def test_a_max_tokens_setting_counts_in_a_prepaid_calls_hold(client, route_to, user_factory, fake_upstream):
@@ -416,3 +424,94 @@ def test_a_thinking_variant_of_gpt_oss_sends_an_effort(client, route_to, raw_key
     assert response.status_code == 200, response.content
     body = sent(fake_upstream)
     assert (body["reasoning_effort"], body["max_tokens"]) == ("low", 300)  # the client's own cap, as it sent it
+
+
+# --- edges found in review ---------------------------------------------------------------------
+
+
+def _closed_port_url() -> str:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def test_a_fallback_is_held_to_the_clients_cap_not_to_the_first_models_setting(
+    client, route_to, user_factory, fake_upstream
+):
+    """The first model's max_tokens setting is not the fallback's: a prepaid hold sized by it must not
+    let a fallback that could cost more take the call."""
+    from catalog.models import Route, Upstream
+    from tests.test_ledger import funded_key
+
+    route_to("openai")  # test-model: the fallback, 8 micro-USD per output token, up to 4096 tokens
+    dead = Upstream.objects.create(name="dead", kind="openai", base_url=_closed_port_url(), connect_timeout=1)
+    first = AIModel.objects.create(
+        slug="first-model",
+        name="First",
+        vendor="OpenAI",
+        category="chat",
+        request_defaults={"max_tokens": 10},
+        fallbacks=[MODEL_ID],
+        input_per_1m=0,
+        output_per_1m=100_000_000,  # 100 micro-USD per output token: its hold for 10 tokens covers test-model's
+    )
+    Route.objects.create(model=first, upstream=dead, upstream_model="first")
+    catalog_cache_clear()
+    _, raw_key = funded_key(user_factory, 5000)
+
+    refused = call(client, raw_key, "chat", {"messages": HI}, model="first-model")
+    assert refused.status_code == 503, refused.content  # test-model could cost 4096 x 8 micro-USD
+    assert not fake_upstream.requests
+
+    answered = call(client, raw_key, "chat", {"messages": HI, "max_tokens": 10}, model="first-model")
+    assert answered.status_code == 200, answered.content
+    assert (answered["X-Beluga-Model"], sent(fake_upstream)["max_tokens"]) == (MODEL_ID, 10)
+
+
+def test_a_max_tokens_override_keeps_an_anthropic_clients_budget_below_it(client, route_to, raw_key, fake_upstream):
+    make_variant(route_to("anthropic"), overrides={"max_tokens": 2000})
+    body = {"messages": HI, "max_tokens": 8000, "thinking": {"type": "enabled", "budget_tokens": 4000}}
+    response = call(client, raw_key, "anthropic", body)
+    assert response.status_code == 200, response.content
+    assert sent(fake_upstream)["thinking"] == {"type": "enabled", "budget_tokens": 1999}
+    assert sent(fake_upstream)["max_tokens"] == 2000
+    assert response["X-Beluga-Dropped-Params"] == "thinking.budget_tokens"
+
+
+def test_a_gemini_generation_config_that_is_not_an_object_is_a_400(client, route_to, raw_key, fake_upstream):
+    make_variant(route_to("gemini"), overrides={"thinking": False})
+    response = call(client, raw_key, "gemini", {**GEMINI_HI, "generationConfig": "oops"})
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert not fake_upstream.requests
+
+
+@pytest.mark.parametrize(
+    ("upstream_model", "lowest"), [("gpt-5", "minimal"), ("gpt-5.1", "none"), ("o3", "low"), ("gpt-oss-120b", "low")]
+)
+def test_thinking_off_is_an_openai_models_lowest_effort(
+    client, route_to, raw_key, fake_upstream, upstream_model, lowest
+):
+    make_variant(route_to("openai"), overrides={"thinking": False}, upstream_model=upstream_model)
+    response = call(client, raw_key, "chat", {"messages": HI, "reasoning_effort": "high"})
+    assert response.status_code == 200, response.content
+    assert sent(fake_upstream)["reasoning_effort"] == lowest
+
+
+def test_include_thoughts_alone_and_an_alias_that_is_a_variant_are_refused(db):
+    from catalog.request_settings import request_settings_errors
+
+    assert request_settings_errors({"include_thoughts": False}) == [
+        "include_thoughts goes with thinking, thinking_budget or reasoning_effort"
+    ]
+    text = """
+models:
+  - {id: base-y, vendor: Acme, price: {input_per_1m: 1, output_per_1m: 1}}
+  - {id: both, vendor: Acme, alias_of: base-y, variant_of: base-y}
+"""
+    with pytest.raises(CatalogFileError) as caught:
+        catalog_import(data=catalog_text_parse(text=text))
+    assert "models[1].variant_of: a model is an alias or a variant, not both" in str(caught.value)

@@ -4,8 +4,9 @@ The seeded '-thinking' / '-nothinking' models were routes with `params` in the
 upstream's own protocol. They become variants of their base model, with the
 seed's request settings: a model still as seeded (no settings, no variant) is
 given them, and its own route is removed when it is still exactly the one the
-seed made (a route an admin changed is kept, and is used before the base's).
-Reversed, those routes come back with their old params.
+seed made (a route an admin changed is kept, and is used before the base's);
+one without a base model in the seed keeps its route, without the params.
+Reversed, those routes and params come back.
 """
 
 from pathlib import Path
@@ -66,11 +67,15 @@ def variants_seed(apps, schema_editor):
         model.variant_of = base
         model.save(using=alias)
         seeded = SEEDED_ROUTES.get(model.slug)
-        if base is not None and seeded is not None:
+        if seeded is not None:
             upstream, upstream_model, params = seeded
-            Route.objects.using(alias).filter(
+            routes = Route.objects.using(alias).filter(
                 model=model, upstream__name=upstream, upstream_model=upstream_model, params=params
-            ).delete()
+            )
+            if base is not None:
+                routes.delete()  # the base model's routes serve it now
+            else:
+                routes.update(params={})  # its own route stays, the settings say what the params said
 
 
 def variants_unseed(apps, schema_editor):
@@ -81,9 +86,15 @@ def variants_unseed(apps, schema_editor):
     for slug, (upstream_name, upstream_model, params) in SEEDED_ROUTES.items():
         model = AIModel.objects.using(alias).filter(slug=slug).first()
         upstream = Upstream.objects.using(alias).filter(name=upstream_name).first()
-        if model is None or upstream is None or Route.objects.using(alias).filter(model=model).exists():
+        if model is None or upstream is None:
             continue
-        Route.objects.using(alias).create(model=model, upstream=upstream, upstream_model=upstream_model, params=params)
+        routes = Route.objects.using(alias).filter(model=model)
+        if not routes.exists():
+            Route.objects.using(alias).create(
+                model=model, upstream=upstream, upstream_model=upstream_model, params=params
+            )
+        else:
+            routes.filter(upstream=upstream, upstream_model=upstream_model, params={}).update(params=params)
 
 
 class Migration(migrations.Migration):

@@ -209,11 +209,17 @@ def settings_into_body(
     for name in SAMPLING:
         if name in merged:
             body[name] = merged[name]
-    if "thinking" in merged:
+    thinking = merged.get("thinking")
+    client_thinking = body.get("thinking")
+    if thinking is None and "max_tokens" in merged and isinstance(client_thinking, dict):
+        budget = client_thinking.get("budget_tokens")
+        if client_thinking.get("type") == "enabled" and _is_int(budget) and budget >= body["max_tokens"]:
+            thinking = ThinkingConfig(budget_tokens=budget)  # the client's budget, under the model's new cap
+    if thinking is not None:
         body.pop("thinking", None)
-        thinking = _thinking_for(merged["thinking"], body, dropped)
-        if thinking is not None:
-            body["thinking"] = thinking
+        written = _thinking_for(thinking, body, dropped)
+        if written is not None:
+            body["thinking"] = written
     if isinstance(body.get("thinking"), dict) and body["thinking"].get("type") in ("enabled", "adaptive"):
         sampling = _sampling_with_thinking(body.get("temperature"), body.get("top_p"), body.get("top_k"), dropped)
         for name, value in zip(("temperature", "top_p", "top_k"), sampling, strict=True):

@@ -66,6 +66,8 @@ EFFORT_BUDGETS = {"minimal": 512, "low": 2048, "medium": 8192, "high": 24576}
 _LEVELS_MODEL = re.compile(r"(models/)?gemini-([3-9]|\d\d)")
 FLASH_LEVELS = {"minimal": "minimal", "low": "low", "medium": "medium", "high": "high", "xhigh": "high"}
 PRO_LEVELS = {"minimal": "low", "low": "low", "medium": "high", "high": "high", "xhigh": "high"}
+# Models that think (2.5 and later); earlier ones may refuse a thinkingConfig.
+_THINKING_MODEL = re.compile(r"(models/)?gemini-(2\.5|[3-9]|\d\d)")
 # Models that cannot think less than this (0 does not turn their thinking off).
 _MIN_BUDGETS = ((re.compile(r"(models/)?gemini-2\.5-pro"), 128),)
 # Families that predate thought-signature validation (and may refuse the placeholder).
@@ -209,7 +211,9 @@ def _thinking_config(thinking: ThinkingConfig, model: str) -> dict | None:
     which cannot turn thinking off; 2.5 Pro cannot either and takes its minimum."""
     levels = _LEVELS_MODEL.match(model)
     pro = "pro" in model
-    off = thinking.budget_tokens == 0 and not thinking.effort
+    off = thinking.is_off
+    if off and not _THINKING_MODEL.match(model):
+        return None  # a model without thinking (1.5, 2.0, Gemma) is not told to turn it off
     config: dict = {}
     if levels and (thinking.effort or off):
         effort = "minimal" if off else thinking.effort
@@ -233,6 +237,8 @@ def settings_into_body(
     """A model's request settings (gateway/protocols/variants.py) in a Gemini request the client wrote
     itself: a default where its generationConfig lacks the field, an override over it."""
     key = "generation_config" if "generation_config" in body and "generationConfig" not in body else "generationConfig"
+    if body.get(key) is not None and not isinstance(body[key], dict):
+        raise _bad(key, "expected an object.")
     config = dict(body.get(key) or {})
     names = {"thinking": "thinkingConfig", "max_tokens": "maxOutputTokens", "temperature": "temperature"}
     names |= {"top_p": "topP", "top_k": "topK"}

@@ -186,11 +186,19 @@ def conversation_from(chat: ChatRequest) -> Conversation:
         elif role == "user":
             append("user", _user_parts(content, f"messages[{i}].content"))
         elif role == "assistant":
-            parts: list = _thinking_in(message)
+            thinking = _thinking_in(message)
+            calls = message.get("tool_calls") or ()
+            # Google's bare signature signs the part after it: the first function call of the turn,
+            # when there is one (its text comes first in a chat message, the signature went after it).
+            parts: list = []
+            signs_call: list = []
+            for part in thinking:
+                (signs_call if calls and signs_next_part(part) else parts).append(part)
             text = _text_of(content) if content is not None else ""
             if text:
                 parts.append(Text(text))
-            for call in message.get("tool_calls") or ():
+            parts.extend(signs_call)
+            for call in calls:
                 function = call.get("function") or {}
                 parts.append(
                     ToolCall(
@@ -509,7 +517,7 @@ def settings_into_body(
     OpenAI's reasoning models take an effort (a budget becomes one, as
     build_request does it) and `max_completion_tokens`; other OpenAI-compatible
     servers take `max_tokens`, and are not sent thinking (named in `dropped`).
-    Off is sent as no reasoning_effort: the model's own default."""
+    Off is the model's lowest effort."""
 
     def client_sets(name: str) -> bool:
         if name == "thinking":
@@ -531,19 +539,29 @@ def settings_into_body(
             body[name] = value
         else:
             body.pop("reasoning_effort", None)
-            if not (value.effort or value.budget_tokens):
-                continue  # off, or on at the model's own amount: its default
+            if not (value.effort or value.budget_tokens or value.is_off):
+                continue  # on at the model's own amount: its default
             if not reasoning_model:
                 dropped.append("thinking")
             else:
-                body["reasoning_effort"] = _effort_of(value)
+                body["reasoning_effort"] = _effort_of(value, route.upstream_model)
 
 
-def _effort_of(thinking: ThinkingConfig) -> str:
-    """An OpenAI reasoning effort for a thinking config with an effort or a budget."""
-    if thinking.effort:
-        return thinking.effort
-    return next((effort for limit, effort in EFFORT_FOR_BUDGET if thinking.budget_tokens <= limit), "high")
+# The least reasoning each family takes: OpenAI's reasoning models cannot all turn it off.
+_LOWEST_EFFORTS = ((re.compile(r"^gpt-5\.\d"), "none"), (re.compile(r"^gpt-5"), "minimal"))
+
+
+def _effort_of(thinking: ThinkingConfig, model: str) -> str:
+    """An OpenAI reasoning effort for a thinking config with an effort or a budget, or off (the
+    model's lowest: none from gpt-5.1, minimal on gpt-5, low on the o-series and gpt-oss)."""
+    if thinking.is_off:
+        return next((effort for family, effort in _LOWEST_EFFORTS if family.match(model)), "low")
+    effort = thinking.effort or next(
+        (effort for limit, effort in EFFORT_FOR_BUDGET if thinking.budget_tokens <= limit), "high"
+    )
+    if effort == "minimal" and not model.startswith("gpt-5"):
+        return "low"  # minimal is gpt-5's own
+    return effort
 
 
 def build_request(conversation: Conversation, *, route: RouteTarget, stream: bool) -> UpstreamRequest:
@@ -593,7 +611,9 @@ def build_request(conversation: Conversation, *, route: RouteTarget, stream: boo
         if not reasoning_model:
             dropped.append("thinking")
         else:
-            body["reasoning_effort"] = _effort_of(thinking)
+            body["reasoning_effort"] = _effort_of(thinking, route.upstream_model)
+    elif thinking is not None and thinking.is_off and reasoning_model:
+        body["reasoning_effort"] = _effort_of(thinking, route.upstream_model)
     if conversation.user:
         body["user"] = conversation.user
     body.update(conversation.openai_extra)
