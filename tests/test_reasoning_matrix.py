@@ -397,6 +397,21 @@ def test_reasoning_reaches_every_client_and_is_billed_as_output(
 # --- tool loops with thinking ------------------------------------------------------------
 
 
+@pytest.fixture
+def tool_loop_requests(reasoning_route, fake_upstream):
+    """`tool_loop_requests(kind, call_id, client, stream)`: a weather tool loop with thinking through an
+    upstream of `kind`; the two requests the upstream got (the call, then the result)."""
+
+    def run(kind: str, call_id: str, client, stream: bool):
+        reasoning_route(kind)
+        fake_upstream.call_tool("get_weather", {"city": "Paris"}, call_id=call_id)
+        answer, _ = client.tool_loop(stream=stream, between=lambda: fake_upstream.set(tool_calls=[]))
+        assert answer == DEFAULT_REPLY
+        return model_requests(fake_upstream)
+
+    return run
+
+
 def assistant_turn_sent_to_anthropic(body: dict) -> list[dict]:
     turns = [m for m in body["messages"] if m["role"] == "assistant"]
     assert len(turns) == 1, body["messages"]
@@ -405,17 +420,9 @@ def assistant_turn_sent_to_anthropic(body: dict) -> list[dict]:
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 @pytest.mark.parametrize("protocol", list(CLIENTS))
-def test_claude_thinking_signature_survives_a_tool_loop(
-    protocol, stream, live_api, raw_key, reasoning_route, fake_upstream
-):
+def test_claude_thinking_signature_survives_a_tool_loop(protocol, stream, live_api, raw_key, tool_loop_requests):
     """Anthropic wants the signed thinking block back, before the tool_use, exactly as it sent it."""
-    reasoning_route("anthropic")
-    fake_upstream.call_tool("get_weather", {"city": "Paris"}, call_id="toolu_weather_1")
-    client = CLIENTS[protocol](live_api, raw_key)
-    answer, _ = client.tool_loop(stream=stream, between=lambda: fake_upstream.set(tool_calls=[]))
-    assert answer == DEFAULT_REPLY
-
-    first, second = model_requests(fake_upstream)
+    first, second = tool_loop_requests("anthropic", "toolu_weather_1", CLIENTS[protocol](live_api, raw_key), stream)
     assert first.json["thinking"] == EXPECTED_CONTROL["anthropic"]
     blocks = assistant_turn_sent_to_anthropic(second.json)
     assert blocks[0] == {"type": "thinking", "thinking": REASONING, "signature": fake_anthropic.SIGNATURE}
@@ -425,17 +432,9 @@ def test_claude_thinking_signature_survives_a_tool_loop(
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 @pytest.mark.parametrize("protocol", list(CLIENTS))
-def test_gemini_call_signature_survives_a_tool_loop(
-    protocol, stream, live_api, raw_key, reasoning_route, fake_upstream
-):
+def test_gemini_call_signature_survives_a_tool_loop(protocol, stream, live_api, raw_key, tool_loop_requests):
     """Gemini 3 wants its thought signature back on the function call it signed, exactly as it sent it."""
-    reasoning_route("gemini")
-    fake_upstream.call_tool("get_weather", {"city": "Paris"}, call_id="fc_weather_1")
-    client = CLIENTS[protocol](live_api, raw_key)
-    answer, _ = client.tool_loop(stream=stream, between=lambda: fake_upstream.set(tool_calls=[]))
-    assert answer == DEFAULT_REPLY
-
-    first, second = model_requests(fake_upstream)
+    first, second = tool_loop_requests("gemini", "fc_weather_1", CLIENTS[protocol](live_api, raw_key), stream)
     assert thinking_control("gemini", first.json) == EXPECTED_CONTROL["gemini"]
     model_parts = [p for c in second.json["contents"] if c.get("role") == "model" for p in c["parts"]]
     calls = [p for p in model_parts if "functionCall" in p]
