@@ -87,9 +87,9 @@ def settings_merged(
 
 def conversation_with_settings(conversation: Conversation, model) -> Conversation:
     """The conversation with the model's settings merged in (a copy; the client's is kept for retries)."""
-    defaults, overrides = model_settings(model)
-    if not defaults and not overrides:
+    if not model.request_defaults and not model.request_overrides:
         return conversation
+    defaults, overrides = model_settings(model)
     merged = settings_merged(defaults, overrides, client_sets=lambda name: getattr(conversation, name) is not None)
     return dataclasses.replace(conversation, **merged) if merged else conversation
 
@@ -110,10 +110,10 @@ def body_with_settings(body: dict, *, model, route) -> tuple[dict, list[str]]:
     """A body in the upstream's own protocol that the client wrote (a call that is not translated),
     with the model's settings written in by the protocol's settings_into_body: a copy when they
     change it (the client's is kept for the next attempt), and what could not be honoured."""
+    if not model.request_defaults and not model.request_overrides:
+        return body, []  # most models, on the hottest path
     defaults, overrides = model_settings(model)
     dropped: list[str] = []
-    if not defaults and not overrides:
-        return body, dropped  # most models, on the hottest path
     body = dict(body)  # the writers replace top-level fields only
     _body_writers()[route.kind](body, defaults, overrides, route=route, dropped=dropped)
     return body, dropped
