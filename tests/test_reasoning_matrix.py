@@ -536,8 +536,8 @@ def test_chat_reasoning_details_are_read_in_order_with_their_signatures():
     assert openai_chat.read_request(body).messages[1].parts == [
         Thinking("Let me think.", "sig-1", origin="anthropic"),
         Thinking(redacted_data="redacted-1", origin="anthropic"),
-        Thinking(signature="c2ln", origin="gemini"),
         Text("On it."),
+        Thinking(signature="c2ln", origin="gemini"),  # Google's signs the call after it, not the text
         ToolCall(id="toolu_1", name="get_weather", arguments="{}"),
     ]
     body["messages"][1] = message  # no reasoning_details: the text, unsigned
