@@ -13,6 +13,22 @@ import threading
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers, requote_uri
+from urllib3 import HTTPConnectionPool
+from urllib3 import Timeout as Urllib3Timeout
+from urllib3.exceptions import (
+    ClosedPoolError,
+    ConnectTimeoutError,
+    HTTPError,
+    LocationValueError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
+from urllib3.exceptions import SSLError as Urllib3SSLError
+from urllib3.util import parse_url
 
 _sessions: dict[tuple[int, str], requests.Session] = {}
 _lock = threading.Lock()
@@ -62,16 +78,98 @@ def idle_timeout_set(response: requests.Response, seconds: float) -> None:
 def post(
     *, session: requests.Session, url: str, data: bytes, headers: dict, stream: bool, timeout
 ) -> requests.Response:
-    """POST through the upstream's session, skipping Session.request's per-call merging.
+    """POST a bytes body through the upstream session's connection pool.
 
-    Beluga sets no session cookies, auth, proxies or default headers, so
-    merging them (and reading the environment) on every call was pure cost:
-    a tenth of a proxied call's CPU in the profile (docs/performance.md).
-    Redirects are not followed: an upstream that redirects is misconfigured.
+    This is every model call's request, so it goes to the session's urllib3
+    pool directly: requests' Session.send and HTTPAdapter.send (preparing and
+    re-quoting the URL, proxy selection, cookie jars, hooks) were a third of
+    the upstream call's CPU for nothing Beluga uses (docs/performance.md).
+    What is kept: the session's pool (so its keep-alive connections), TLS
+    checked as requests checks it, no retries, no redirects, and requests'
+    exceptions and Response, so callers cannot tell the difference.
     """
-    request = requests.PreparedRequest()
-    request.prepare(method="POST", url=url, headers={"User-Agent": USER_AGENT, **headers}, data=data)
-    return session.send(request, stream=stream, timeout=timeout, allow_redirects=False)
+    pool, target = _pool_and_target(session, url)
+    connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+    all_headers = {"User-Agent": USER_AGENT, **headers, "Content-Length": str(len(data))}
+    try:
+        raw = pool.urlopen(
+            "POST",
+            target,
+            body=data,
+            headers=all_headers,
+            redirect=False,
+            assert_same_host=False,
+            preload_content=False,
+            decode_content=False,
+            retries=False,
+            timeout=Urllib3Timeout(connect=connect, read=read),
+            chunked=False,
+        )
+    except Exception as exc:
+        raise _as_requests_error(exc) from exc
+    response = requests.Response()
+    response.status_code = raw.status
+    response.headers = CaseInsensitiveDict(raw.headers)
+    response.encoding = get_encoding_from_headers(response.headers)
+    response.raw = raw
+    response.reason = raw.reason
+    response.url = url
+    if not stream:
+        response.content  # noqa: B018 - read the whole body now, as requests does without stream=True
+    return response
+
+
+_targets: dict[tuple[requests.Session, str], tuple[HTTPConnectionPool, str]] = {}
+
+
+class _Url:
+    """What requests' adapter reads of a request to pick its connection pool."""
+
+    __slots__ = ("url",)
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+
+def _pool_and_target(session: requests.Session, url: str) -> tuple[HTTPConnectionPool, str]:
+    """The session's pool for `url` (TLS set up by requests' own adapter) and the path to ask for."""
+    key = (session, url)
+    found = _targets.get(key)
+    if found is not None and found[0].pool is not None:  # a pool the manager closed has pool None
+        return found
+    quoted = requote_uri(url)
+    adapter = session.get_adapter(quoted)
+    try:
+        pool = adapter.get_connection_with_tls_context(_Url(quoted), True)
+    except LocationValueError as exc:
+        raise requests.exceptions.InvalidURL(exc) from exc
+    found = (pool, parse_url(quoted).request_uri)
+    if len(_targets) > 4096:  # URLs name models (Gemini): bounded, but never let it grow without end
+        _targets.clear()
+    _targets[key] = found
+    return found
+
+
+def _as_requests_error(exc: Exception) -> Exception:
+    """urllib3's failure as the requests exception HTTPAdapter.send raises for it."""
+    if isinstance(exc, MaxRetryError):
+        reason = exc.reason
+        if isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError):
+            return requests.exceptions.ConnectTimeout(exc)
+        if isinstance(reason, Urllib3SSLError):
+            return requests.exceptions.SSLError(exc)
+        return requests.exceptions.ConnectionError(exc)
+    if isinstance(exc, ConnectTimeoutError) and not isinstance(exc, NewConnectionError):
+        return requests.exceptions.ConnectTimeout(exc)
+    if isinstance(exc, ReadTimeoutError):
+        return requests.exceptions.ReadTimeout(exc)
+    if isinstance(exc, Urllib3SSLError):
+        return requests.exceptions.SSLError(exc)
+    if isinstance(exc, (ProtocolError, OSError, ClosedPoolError, NewConnectionError)):
+        return requests.exceptions.ConnectionError(exc)
+    if isinstance(exc, HTTPError):
+        return requests.exceptions.ConnectionError(exc)
+    return exc
 
 
 def send(
