@@ -6,9 +6,19 @@ import logging
 import time
 from dataclasses import dataclass
 
+from django.conf import settings
+from django.core.cache import caches
 from django_ratelimit.core import get_usage
 
-from accounts.services import AuthenticatedKey
+from accounts.services import (
+    AuthenticatedKey,
+    api_key_admitted,
+    api_key_authenticate,
+    api_key_local,
+    api_key_local_forget,
+    api_key_local_keep,
+    api_key_shared_entry_name,
+)
 
 logger = logging.getLogger("beluga.limits")
 
@@ -35,9 +45,46 @@ class RateLimitState:
         return max(1, self.reset_at - int(time.time()))
 
 
+def key_admit(*, request, raw_key: str, bucket: str) -> tuple[AuthenticatedKey, RateLimitState]:
+    """Check the key and count the request in `bucket`: what every API call does first.
+
+    On Redis, the count also reads the key's shared cache entry in the same
+    call, so a key this process has already checked costs one round trip, not
+    two (accounts.services keeps the copy, and says why a change still holds
+    at once). Raises KeyRejected.
+    """
+    counter = caches[settings.RATELIMIT_USE_CACHE]
+    if not hasattr(counter, "read_along"):  # the embedded database cache
+        key = api_key_authenticate(raw_key=raw_key)
+        return key, rate_limit_hit(request=request, key=key, bucket=bucket)
+    hashed, local = api_key_local(raw_key=raw_key)
+    entry_name = api_key_shared_entry_name(hashed)
+    if local is not None:
+        known, entry = local
+        counter.read_along(entry_name)
+        state = rate_limit_hit(request=request, key=known, bucket=bucket)
+        if counter.value_read_along() == entry:
+            return api_key_admitted(known), state
+        # The key changed (or the cache lost its entry): read it again, as on a first call.
+        api_key_local_forget(hashed=hashed)
+        key = api_key_authenticate(raw_key=raw_key)
+        if _limit_of(key, bucket) == _limit_of(known, bucket):
+            return key, state  # counted already, in the window this limit counts in
+    else:
+        key = api_key_authenticate(raw_key=raw_key)
+    counter.read_along(entry_name)
+    state = rate_limit_hit(request=request, key=key, bucket=bucket)
+    api_key_local_keep(hashed=hashed, key=key, entry=counter.value_read_along())
+    return key, state
+
+
+def _limit_of(key: AuthenticatedKey, bucket: str) -> int:
+    return key.chat_rpm if bucket == BUCKET_CHAT else key.image_rpm
+
+
 def rate_limit_hit(*, request, key: AuthenticatedKey, bucket: str) -> RateLimitState:
     """Count one request against the key's bucket and say whether it is over the limit."""
-    limit = key.chat_rpm if bucket == BUCKET_CHAT else key.image_rpm
+    limit = _limit_of(key, bucket)
     usage = get_usage(
         request,
         group=f"rpm:{bucket}",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import pickle
 import secrets
 import time
 from dataclasses import dataclass
@@ -213,9 +214,7 @@ def api_key_set_controls(
 
 def api_key_authenticate(*, raw_key: str) -> AuthenticatedKey:
     """The caller behind a raw key, or KeyRejected. Cache first, database on a miss."""
-    if not raw_key or not raw_key.startswith(KEY_PREFIX) or len(raw_key) > 200:
-        raise KeyRejected
-    hashed = hash_key(raw_key)
+    hashed = _hash_checked(raw_key)
     cache_key = _cache_key(hashed)
     cached = cache.get(cache_key)
     if cached is None:
@@ -227,11 +226,71 @@ def api_key_authenticate(*, raw_key: str) -> AuthenticatedKey:
         cache.set(cache_key, cached, settings.BELUGA["KEY_CACHE_SECONDS"])
     if cached is False:
         raise KeyRejected
-    key = AuthenticatedKey(*cached)
+    return api_key_admitted(AuthenticatedKey(*cached))
+
+
+def api_key_admitted(key: AuthenticatedKey) -> AuthenticatedKey:
+    """`key`, unless it has expired since it was read; notes its use."""
     if key.expires_at is not None and key.expires_at <= time.time():
         raise KeyRejected
     _touch_last_used(key.key_id)
     return key
+
+
+def _hash_checked(raw_key: str) -> str:
+    if not raw_key or not raw_key.startswith(KEY_PREFIX) or len(raw_key) > 200:
+        raise KeyRejected
+    return hash_key(raw_key)
+
+
+# --- this process's copy of the keys it has checked ---------------------------
+#
+# With Redis, the rate-limit count of a request also reads the key's shared
+# cache entry, in the same call (accounts.limits.key_admit). A key this process
+# has checked is kept here with the bytes of that entry, and is used only while
+# the entry is still those bytes: revoking a key, or changing its plan, limits
+# or user, rewrites the entry (_keys_invalidate), so the next request on every
+# instance reads the key again, as with the shared cache alone. A key this
+# process knows then costs one Redis call per request instead of two.
+
+_local_keys: dict[str, tuple[AuthenticatedKey, bytes]] = {}
+_LOCAL_KEYS_MAX = 10_000
+
+
+def api_key_local(*, raw_key: str) -> tuple[str, tuple[AuthenticatedKey, bytes] | None]:
+    """The key's hash, and this process's copy of the key with the shared entry it was made from."""
+    hashed = _hash_checked(raw_key)
+    return hashed, _local_keys.get(hashed)
+
+
+def api_key_shared_entry_name(hashed: str) -> str:
+    """The full Redis key of the key's shared cache entry."""
+    return cache.make_key(_cache_key(hashed))
+
+
+def api_key_local_keep(*, hashed: str, key: AuthenticatedKey, entry: bytes | None) -> None:
+    """Keep `key` in this process while the shared entry stays `entry`, if `entry` is the same key."""
+    if entry is None:
+        return
+    try:
+        # Django's Redis cache pickles what it stores; these bytes come from Beluga's own Redis.
+        same = pickle.loads(entry) == key.as_tuple()  # noqa: S301
+    except Exception:  # noqa: BLE001 - not an entry this release wrote: keep nothing
+        same = False
+    if not same:
+        _local_keys.pop(hashed, None)
+        return
+    if len(_local_keys) >= _LOCAL_KEYS_MAX:
+        _local_keys.clear()
+    _local_keys[hashed] = (key, entry)
+
+
+def api_key_local_forget(*, hashed: str | None = None) -> None:
+    """Drop this process's copy of one key (or of every key)."""
+    if hashed is None:
+        _local_keys.clear()
+    else:
+        _local_keys.pop(hashed, None)
 
 
 _last_used_seen: dict[int, float] = {}

@@ -78,6 +78,15 @@ end
 return {0, redis.call('INCRBY', KEYS[1], ARGV[3])}
 """
 
+# The same, also returning the value stored at KEYS[2] (false when there is none).
+_ADD_OR_INCR_READING = """
+local along = redis.call('GET', KEYS[2])
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  return {1, tonumber(ARGV[1]), along}
+end
+return {0, redis.call('INCRBY', KEYS[1], ARGV[3]), along}
+"""
+
 
 class _CounterRedisCacheClient(_ReusedClientRedisCacheClient):
     """django-ratelimit counts a request with `add(key, 1)` and, when the
@@ -85,7 +94,12 @@ class _CounterRedisCacheClient(_ReusedClientRedisCacheClient):
     call. Here the add that finds the counter increments it in the same Lua
     call and keeps the count for this thread's `incr` of that key, which then
     answers without a round trip. The library's logic (keys, windows, limits)
-    is untouched; the cache's add counts, so it holds counters and nothing else."""
+    is untouched; the cache's add counts, so it holds counters and nothing else.
+
+    `read_along` asks the next count on this thread to also read one more
+    Redis key in the same call: the API-key check uses it to confirm its
+    process-local copy of a key without a round trip of its own
+    (accounts.services.api_key_confirmed)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -93,16 +107,30 @@ class _CounterRedisCacheClient(_ReusedClientRedisCacheClient):
         self._counted = threading.local()
 
     def add(self, key, value, timeout):
+        along = self._counted.__dict__.pop("along", None)
         if not isinstance(value, int) or not timeout:
             return super().add(key, value, timeout)
         client = self.get_client(key, write=True)
-        script = self._add_scripts.get(id(client))
+        source = _ADD_OR_INCR if along is None else _ADD_OR_INCR_READING
+        script = self._add_scripts.get((id(client), source))
         if script is None:
-            script = self._add_scripts[id(client)] = client.register_script(_ADD_OR_INCR)
+            script = self._add_scripts[(id(client), source)] = client.register_script(source)
         # An add of 0 (django-ratelimit peeking without counting) increments by 0: it only reads.
-        added, count = script(keys=[key], args=[value, timeout, value])
+        if along is None:
+            added, count = script(keys=[key], args=[value, timeout, value])
+        else:
+            added, count, value_along = script(keys=[key, along], args=[value, timeout, value])
+            self._counted.value_along = value_along or None
         self._counted.last = None if added or value != 1 else (key, count)
         return bool(added)
+
+    def read_along(self, redis_key: str) -> None:
+        self._counted.__dict__.pop("value_along", None)
+        self._counted.along = redis_key
+
+    def value_read_along(self) -> bytes | None:
+        """What the last count read at `read_along`'s key (None: nothing stored, or no count ran)."""
+        return self._counted.__dict__.pop("value_along", None)
 
     def incr(self, key, delta):
         last = getattr(self._counted, "last", None)
@@ -118,3 +146,10 @@ class RequestCounterRedisCache(RedisCache):
     def __init__(self, server, params):
         super().__init__(server, params)
         self._class = _CounterRedisCacheClient
+
+    def read_along(self, redis_key: str) -> None:
+        """The next count on this thread also reads `redis_key` (a full Redis key name), in the same call."""
+        self._cache.read_along(redis_key)
+
+    def value_read_along(self) -> bytes | None:
+        return self._cache.value_read_along()

@@ -30,7 +30,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 
-from accounts.limits import BUCKET_CHAT, rate_limit_hit
+from accounts.limits import BUCKET_CHAT, RateLimitState, key_admit
 from accounts.services import AuthenticatedKey, KeyRejected, api_key_authenticate
 from billing.pricing import MediaCharge, charged_prices, cost_fields, max_token_cost, token_cost, usd_text
 from billing.services import (
@@ -185,9 +185,21 @@ def authenticate(request: HttpRequest) -> AuthenticatedKey:
     try:
         return api_key_authenticate(raw_key=raw_key_from(request))
     except KeyRejected:
-        raise AuthenticationFailed(
-            "Invalid API key provided. Pass a valid Beluga key as 'Authorization: Bearer bapi_…'.",
-        ) from None
+        raise _key_rejected() from None
+
+
+def admit(request: HttpRequest, *, bucket: str) -> tuple[AuthenticatedKey, RateLimitState]:
+    """Authenticate the caller and count the request in the key's `bucket` (one Redis call for a known key)."""
+    try:
+        admitted = key_admit(request=request, raw_key=raw_key_from(request), bucket=bucket)
+    except KeyRejected:
+        raise _key_rejected() from None
+    release_db_connection()  # a key lookup that missed the cache must not hold a connection while we wait
+    return admitted
+
+
+def _key_rejected() -> AuthenticationFailed:
+    return AuthenticationFailed("Invalid API key provided. Pass a valid Beluga key as 'Authorization: Bearer bapi_…'.")
 
 
 def parse_json_body(request: HttpRequest) -> object:
@@ -500,9 +512,7 @@ def limited_call(request: HttpRequest, *, bucket: str, call) -> HttpResponse:
     """Authenticate, take a rate-limit slot in `bucket`, run `call(key, started)`: the steps every
     endpoint but model_call shares. The X-RateLimit-* headers go on the answer and on its errors."""
     started = time.perf_counter()
-    key = authenticate(request)
-    release_db_connection()  # a key lookup that missed the cache must not hold a connection while we wait
-    limit = rate_limit_hit(request=request, key=key, bucket=bucket)
+    key, limit = admit(request, bucket=bucket)
     try:
         raise_if_limited(limit, bucket=bucket)
         response = call(key, started)
@@ -544,9 +554,7 @@ def model_call(
 ) -> HttpResponse:
     """One model call in any client protocol. `model`/`stream` come from the URL where the protocol puts them there."""
     started = time.perf_counter()
-    key = authenticate(request)
-    release_db_connection()  # a key lookup that missed the cache must not hold a connection while we wait
-    limit = rate_limit_hit(request=request, key=key, bucket=BUCKET_CHAT)
+    key, limit = admit(request, bucket=BUCKET_CHAT)
     try:
         raise_if_limited(limit)
         body = parse_json_body(request)

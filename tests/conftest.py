@@ -13,7 +13,7 @@ from django.core.cache import cache
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIServer
 
 from accounts.models import Plan
-from accounts.services import _last_used_seen, api_key_create, user_create
+from accounts.services import _last_used_seen, api_key_create, api_key_local_forget, user_create
 from billing.services import balance_grant
 from gateway.wsgi import application
 
@@ -119,6 +119,7 @@ def _clean_shared_state(request):
         _reseed_if_flushed()
     catalog_cache_clear()
     _last_used_seen.clear()
+    api_key_local_forget()
     _routing_reset()
     yield
     if "live_server" in request.fixturenames:

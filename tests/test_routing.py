@@ -359,14 +359,15 @@ def test_a_5xx_burst_opens_the_breaker_then_a_probe_closes_it(client, key, fakes
 
 
 def test_a_failed_probe_opens_the_breaker_again(client, key, fakes, tune):
-    tune(BREAKER_MIN_CALLS=2, BREAKER_COOLDOWN_SECONDS=0.5, BREAKER_REFRESH_SECONDS=0.0)
+    # The cool-down must outlast the three calls after the probe, also on a loaded machine.
+    tune(BREAKER_MIN_CALLS=2, BREAKER_COOLDOWN_SECONDS=2.0, BREAKER_REFRESH_SECONDS=0.0)
     model = make_model()
     add_upstream(model, "a", fakes[0].base_url, priority=0)
     add_upstream(model, "b", fakes[1].base_url, priority=1)
     fakes[0].fail_with(status=500)
     for _ in range(2):
         call(client, key)
-    time.sleep(0.6)
+    time.sleep(2.1)
     call(client, key)  # the probe fails
     assert len(fakes[0].chat_requests) == 3
     for _ in range(3):
