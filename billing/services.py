@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from billing.models import Balance, KeySpend, LedgerEntry, Reservation, UsageRecord
 from billing.pricing import ChargedPrices, MediaCharge
+from billing.usage_writer import is_batching, usage_writer
 
 # The columns written for every upstream call, in INSERT order.
 _USAGE_FIELDS = (
@@ -85,6 +86,16 @@ def _usage_insert() -> str:
     columns = ", ".join(connection.ops.quote_name(opts.get_field(f).column) for f in _USAGE_FIELDS)
     placeholders = ", ".join(["%s"] * len(_USAGE_FIELDS))
     return f"INSERT INTO {_quoted_table(UsageRecord)} ({columns}) VALUES ({placeholders})"  # noqa: S608 - names from model metadata, values bound
+
+
+def usage_records_insert(rows: list[tuple]) -> None:
+    """Several usage records (each a tuple in `_USAGE_FIELDS` order) in one INSERT, in autocommit."""
+    opts = UsageRecord._meta
+    columns = ", ".join(connection.ops.quote_name(opts.get_field(f).column) for f in _USAGE_FIELDS)
+    row = "(" + ", ".join(["%s"] * len(_USAGE_FIELDS)) + ")"
+    sql = f"INSERT INTO {_quoted_table(UsageRecord)} ({columns}) VALUES {', '.join([row] * len(rows))}"  # noqa: S608 - names from model metadata, values bound
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for values in rows for value in values])
 
 
 TOTAL_PERIOD_START = date(1970, 1, 1)  # KeySpend's period for "total" budgets
@@ -221,6 +232,9 @@ def usage_record(
         timezone.now(),
     )
     if hold is None and not (charge_balance and cost_micro_usd):
+        if is_batching():
+            usage_writer.add(values)  # written with others in a moment (billing/usage_writer.py)
+            return
         with connection.cursor() as cursor:
             cursor.execute(_usage_insert(), values)
         return

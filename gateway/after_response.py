@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from django.db import close_old_connections
+
+from billing.usage_writer import batching, usage_writer
 
 logger = logging.getLogger("beluga.after_response")
 
@@ -63,7 +66,8 @@ class AfterResponse:
 
     def _close(self, response) -> None:
         try:
-            response.close()  # also sends request_finished, which gives this thread's connection back
+            with batching():  # a record that moves no money joins others in one INSERT
+                response.close()  # also sends request_finished, which gives this thread's connection back
         except Exception:
             logger.exception("closing an answer (its usage record) failed")
         finally:
@@ -76,9 +80,14 @@ class AfterResponse:
             self._idle.notify_all()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until every handed-over answer is closed (tests; a stop); False on timeout."""
+        """Wait until every handed-over answer is closed and its record written (tests; a stop);
+        False on timeout."""
+        started = time.monotonic()
         with self._idle:
-            return self._idle.wait_for(lambda: self._pending <= 0, timeout=timeout)
+            if not self._idle.wait_for(lambda: self._pending <= 0, timeout=timeout):
+                return False
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        return usage_writer.flush(timeout=left)
 
 
 class _ClosedLater:

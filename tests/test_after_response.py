@@ -119,3 +119,46 @@ def test_records_wait_off_the_connection_and_a_graceful_stop_writes_them_all(
     balance = Balance.objects.get(user_id=key_row.user_id)
     assert (balance.balance_micro_usd, balance.reserved_micro_usd) == (CREDIT - sum(costs), 0)
     assert ledger_discrepancies() == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not ON_POSTGRES_AND_REDIS,
+    reason="needs PostgreSQL and Redis: the gunicorn subprocess shares them with the test (the CI runs it there)",
+)
+def test_postpaid_records_are_batched_and_a_graceful_stop_writes_them_all(
+    transactional_db, tmp_path, chat_route, api_key_factory, user_factory, fake_upstream
+):
+    _, raw_key = api_key_factory(user=user_factory(plan="enterprise", password=None))  # postpaid: no hold
+    server = start_gunicorn(tmp_path, BELUGA_RECORD_THREADS="2")
+    lock = psycopg.connect(database_url())
+    try:
+        lock.execute("LOCK TABLE billing_usagerecord IN EXCLUSIVE MODE")
+        costs = []
+        with requests.Session() as session:
+            for _ in range(5):
+                response = session.post(
+                    f"{server.url}/v1/chat/completions",
+                    json=chat_body(),
+                    headers={"Authorization": f"Bearer {raw_key}"},
+                    timeout=10,
+                )
+                assert response.status_code == 200, response.text
+                costs.append(int(response.headers["X-Request-Cost-Micro-Usd"]))
+        time.sleep(0.5)
+        assert UsageRecord.objects.count() == 0  # queued for the writer, which waits on the lock
+
+        worker = server.worker_pid()
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(1.5)
+        assert worker in children_of(server.proc.pid)  # the stopping worker waits for its records
+        lock.rollback()
+        assert server.proc.wait(timeout=40) == 0
+    finally:
+        lock.close()
+        stop_process(server.proc, grace=5)
+
+    records = list(UsageRecord.objects.order_by("id"))
+    assert [r.status_code for r in records] == [200] * 5
+    assert sorted(r.cost_micro_usd for r in records) == sorted(costs)
+    assert all(cost > 0 for cost in costs)
