@@ -6,7 +6,7 @@ the pool connection taken and given back for it were a quarter of a proxied
 call's CPU on a saturated process, and at one client they ran beside the
 client's next call (docs/performance.md). Here such records are queued for
 one thread per process, which waits a few milliseconds for others to join
-and writes them all in one INSERT on a connection of its own.
+and writes them all in one INSERT.
 
 Only records closed on the after-response pool are queued (`batching()`);
 the request's own thread, and every record that moves money (holds,
@@ -95,9 +95,12 @@ class _UsageWriter:
             with self._changed:
                 self._rows[:0] = unwritten  # first in line again
                 self._writing = 0
+                idle = not self._rows
                 self._changed.notify_all()
             if unwritten:
                 time.sleep(RETRY_SECONDS)
+            elif idle:
+                connection.close()  # back to the pool while nothing waits (one take per batch, not per record)
 
     def _write(self, batch: list[tuple]) -> list[tuple]:
         """Write `batch`; returns the records to try again (the database is unavailable)."""
