@@ -11,7 +11,7 @@ stream per process, which the shared benchmark showed cannot work.
 This file is gunicorn's, not Django's, so it reads its own environment
 variables (all listed in .env.example):
 
-    WEB_CONCURRENCY   worker processes (default: twice the CPU count)
+    WEB_CONCURRENCY   worker processes (default: twice the CPUs this process may run on)
     GUNICORN_THREADS  threads per worker = concurrent requests/streams per worker (default 300)
     BIND              address to listen on (default 127.0.0.1:8000)
     PORT              when BIND is unset: listen on 0.0.0.0:$PORT (gunicorn's and PaaS convention)
@@ -68,7 +68,7 @@ worker_class = "gateway.workers.BalancedThreadWorker"  # gthread, fairer accepts
 # upstream wait gives the GIL up and waits to get it back). On 2 cores, 4
 # processes added about half the time-to-first-token of 2 at 64 streams, in
 # three side-by-side runs (docs/performance.md).
-workers = _env_int("WEB_CONCURRENCY", 2 * (os.cpu_count() or 1))
+workers = _env_int("WEB_CONCURRENCY", 2 * len(os.sched_getaffinity(0)))  # the CPUs this process may use
 threads = _env_int("GUNICORN_THREADS", 300)
 # gthread parks idle keep-alive connections in a poller, not in a thread; this
 # caps open connections per worker (held streams + idle keep-alive).

@@ -88,6 +88,20 @@ def _usage_insert() -> str:
     return f"INSERT INTO {_quoted_table(UsageRecord)} ({columns}) VALUES ({placeholders})"  # noqa: S608 - names from model metadata, values bound
 
 
+def usage_rows_per_insert() -> int:
+    """How many usage records one INSERT may carry on this database (SQLite before 3.32 binds 999 values)."""
+    limit = connection.features.max_query_params or 65_535  # PostgreSQL: the protocol's 65,535
+    return max(1, limit // len(_USAGE_FIELDS))
+
+
+def usage_records_written(rows: list[tuple]) -> set[tuple[str, datetime]]:
+    """Which of these records are in the table already, as (request_id, created_at): a retried
+    INSERT whose commit went through before the connection broke must not write them twice."""
+    request_ids = {values[0] for values in rows}
+    found = UsageRecord.objects.filter(request_id__in=request_ids).values_list("request_id", "created_at")
+    return set(found)
+
+
 def usage_records_insert(rows: list[tuple]) -> None:
     """Several usage records (each a tuple in `_USAGE_FIELDS` order) in one INSERT, in autocommit."""
     opts = UsageRecord._meta
@@ -232,9 +246,8 @@ def usage_record(
         timezone.now(),
     )
     if hold is None and not (charge_balance and cost_micro_usd):
-        if is_batching():
-            usage_writer.add(values)  # written with others in a moment (billing/usage_writer.py)
-            return
+        if is_batching() and usage_writer.add(values):
+            return  # written with others in a moment (billing/usage_writer.py)
         with connection.cursor() as cursor:
             cursor.execute(_usage_insert(), values)
         return

@@ -99,7 +99,7 @@ class _CounterRedisCacheClient(_ReusedClientRedisCacheClient):
     `read_along` asks the next count on this thread to also read one more
     Redis key in the same call: the API-key check uses it to confirm its
     process-local copy of a key without a round trip of its own
-    (accounts.services.api_key_confirmed)."""
+    (accounts.limits.key_admit)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -130,6 +130,7 @@ class _CounterRedisCacheClient(_ReusedClientRedisCacheClient):
 
     def value_read_along(self) -> bytes | None:
         """What the last count read at `read_along`'s key (None: nothing stored, or no count ran)."""
+        self._counted.__dict__.pop("along", None)  # a request that never counted must not leave it set
         return self._counted.__dict__.pop("value_along", None)
 
     def incr(self, key, delta):

@@ -365,3 +365,16 @@ def test_a_model_that_is_not_for_chat_is_refused_before_any_upstream_call(
     assert (error["code"], error["param"]) == ("model_not_supported", "model")
     assert category in error["message"]
     assert not fake_upstream.requests
+
+
+def test_an_https_upstream_is_checked_against_the_ca_bundle_requests_uses():
+    import requests
+
+    from gateway.providers.http import _pool_and_target, session_for
+
+    session = session_for(upstream_id=987_654, base_url="https://api.example.com/v1")
+    pool, target = _pool_and_target(session, "https://api.example.com/v1/chat/completions?x=1")
+
+    assert target == "/v1/chat/completions?x=1"
+    assert pool.cert_reqs == "CERT_REQUIRED"
+    assert pool.ca_certs == requests.certs.where()

@@ -143,6 +143,7 @@ def _pool_and_target(session: requests.Session, url: str) -> tuple[HTTPConnectio
         pool = adapter.get_connection_with_tls_context(_Url(quoted), True)
     except LocationValueError as exc:
         raise requests.exceptions.InvalidURL(exc) from exc
+    adapter.cert_verify(pool, quoted, True, None)  # certifi's CA bundle, as HTTPAdapter.send sets it
     found = (pool, parse_url(quoted).request_uri)
     if len(_targets) > 4096:  # URLs name models (Gemini): bounded, but never let it grow without end
         _targets.clear()
