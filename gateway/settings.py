@@ -157,8 +157,7 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
     # holds no connection.
     _db.setdefault("OPTIONS", {})["pool"] = {
         "min_size": env_int("DATABASE_POOL_MIN", 2),
-        # 8 per process: gunicorn runs two processes per CPU, so a 2-CPU instance may open 32.
-        "max_size": env_int("DATABASE_POOL_MAX", 8),
+        "max_size": env_int("DATABASE_POOL_MAX", 16),
         "timeout": env_int("DATABASE_POOL_TIMEOUT", 10),
     }
     _db["CONN_MAX_AGE"] = 0
