@@ -41,38 +41,19 @@ def _usage(request, value: str):
 def test_request_counters_count_one_call_in_one_round_trip(rf):
     """django-ratelimit's add-then-incr reaches Redis as one command per counted request."""
     import secrets
-    import threading
 
-    import redis
-    from django.conf import settings
     from django_ratelimit import ALL
     from django_ratelimit.core import _get_window, _make_cache_key
+
+    from tests.redis_watch import redis_commands
 
     cache = _counter_cache()
     request = rf.post("/v1/chat/completions")
     _usage(request, "warm-up")  # the first call of a process loads the Lua script
     value = f"probe-{secrets.token_hex(6)}"
     counter_key = cache.make_key(_make_cache_key("probe", _get_window(value, 60), (1000, 60), value, ALL))
-    sentinel = f"end-{value}"
-    seen: list[dict] = []
-    ready = threading.Event()
-
-    def watch() -> None:
-        with redis.Redis.from_url(settings.REDIS_URL).monitor() as monitor:
-            ready.set()
-            for command in monitor.listen():
-                if sentinel in command["command"]:
-                    return
-                if counter_key in command["command"] and command.get("client_type") != "lua":
-                    seen.append(command["command"].split()[0].upper())
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    assert ready.wait(5)
-    time.sleep(0.2)  # MONITOR is registered once the server answered it
-    counts = [_usage(request, value)["count"] for _ in range(5)]
-    redis.Redis.from_url(settings.REDIS_URL).echo(sentinel)
-    watcher.join(10)
+    with redis_commands(touching=counter_key) as seen:
+        counts = [_usage(request, value)["count"] for _ in range(5)]
 
     assert counts == [1, 2, 3, 4, 5]
     assert seen == ["EVALSHA"] * 5  # not SET NX, then EXISTS + INCRBY

@@ -8,10 +8,7 @@ embedded cache every call reads the key as before.
 
 from __future__ import annotations
 
-import secrets
-import threading
 import time
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -22,6 +19,7 @@ from django.utils import timezone
 from accounts.models import Plan
 from accounts.services import api_key_revoke, api_key_set_controls, user_set_plan
 from tests.fixtures_gateway import chat_body, error_of, post_chat
+from tests.redis_watch import redis_commands as watched
 
 pytest_plugins = ["tests.fixtures_gateway"]
 
@@ -36,35 +34,11 @@ def _needs_redis():
         pytest.skip("REDIS_URL not set: the embedded cache reads the key on every call")
 
 
-@contextmanager
 def redis_commands(raw_key: str):
-    """The commands Beluga sends Redis inside the block that touch the key's shared entry
-    (other tests' background threads write to Redis too; Lua's own commands are left out)."""
-    import redis
-
+    """The commands that touch the key's shared cache entry (tests/redis_watch.py)."""
     from accounts.services import api_key_shared_entry_name, hash_key
 
-    entry_name = api_key_shared_entry_name(hash_key(raw_key))
-    sentinel = f"end-{secrets.token_hex(6)}"
-    seen: list[str] = []
-    ready = threading.Event()
-
-    def watch() -> None:
-        with redis.Redis.from_url(settings.REDIS_URL).monitor() as monitor:
-            ready.set()
-            for command in monitor.listen():
-                if sentinel in command["command"]:
-                    return
-                if command.get("client_type") != "lua" and entry_name in command["command"]:
-                    seen.append(command["command"].split()[0].upper())
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    assert ready.wait(5)
-    time.sleep(0.2)  # MONITOR is registered once the server answered it
-    yield seen
-    redis.Redis.from_url(settings.REDIS_URL).echo(sentinel)
-    watcher.join(10)
+    return watched(touching=api_key_shared_entry_name(hash_key(raw_key)))
 
 
 def test_a_known_key_costs_one_redis_call(client, chat_route, api_key, fake_upstream):
