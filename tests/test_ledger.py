@@ -19,7 +19,15 @@ from billing.services import balance_grant
 from catalog.selectors import catalog_cache_clear
 from gateway.pipeline import request_size, requested_choices
 from tests.fake_upstream import words
-from tests.fixtures_gateway import MODEL_ID, RawStream, chat_body, error_of, expected_cost, post_chat
+from tests.fixtures_gateway import (
+    MODEL_ID,
+    RawStream,
+    chat_body,
+    error_of,
+    expected_cost,
+    in_one_window,
+    post_chat,
+)
 from tests.test_chat_billing import LONG_REPLY, hang_up, open_stream, wait_for_record
 
 pytest_plugins = ["tests.fixtures_gateway"]
@@ -353,9 +361,9 @@ def test_key_rpm_override_lowers_the_plans_limit(client, chat_route, user_factor
         user=user, key_id=key.id, spend_limit_micro_usd=None, spend_limit_period="month", allowed_models=[], chat_rpm=2
     )
 
-    statuses = [post_chat(client, raw_key, chat_body()).status_code for _ in range(3)]
+    responses = in_one_window(lambda: [post_chat(client, raw_key, chat_body()) for _ in range(3)])
 
-    assert statuses == [200, 200, 429]
+    assert [r.status_code for r in responses] == [200, 200, 429]
 
 
 # --- prices ------------------------------------------------------------------------

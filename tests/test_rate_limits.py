@@ -6,10 +6,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from django.core.cache import cache
 
 from billing.models import UsageRecord
-from tests.fixtures_gateway import chat_body, error_of, post_chat
+from tests.fixtures_gateway import chat_body, error_of, in_one_window, post_chat
 
 # Registers the fixtures (fake upstream, chat route, keys, live clients) for this module.
 pytest_plugins = ["tests.fixtures_gateway"]
@@ -20,21 +19,6 @@ LIMIT_HEADERS = ("X-RateLimit-Limit-Requests", "X-RateLimit-Remaining-Requests",
 @pytest.fixture
 def free_key(api_key_factory, user_factory):
     return api_key_factory(user=user_factory(plan="free", password=None))
-
-
-def in_one_window(calls):
-    """Run `calls()` (a list of responses) inside one rate-limit window.
-
-    Windows are fixed minutes; if one ended in the middle of the burst (the reset
-    time jumps by a minute), start over in the new window, which lasts long enough.
-    """
-    for _ in range(2):
-        responses = calls()
-        resets = [int(r["X-RateLimit-Reset-Requests"]) for r in responses]
-        if max(resets) - min(resets) <= 1:  # the same window, give or take a clock tick
-            return responses
-        cache.clear()
-    raise AssertionError("two rate-limit windows ended during one burst")
 
 
 def test_free_plan_allows_ten_chat_calls_a_minute_then_429(client, chat_route, free_key, fake_upstream):
