@@ -70,13 +70,13 @@ def hash_key(raw_key: str) -> str:
 
 
 def _cache_key(hashed: str) -> str:
-    # "v2": the entry's shape changed (key controls, prepaid); instances of the previous
-    # release keep reading their own entries, which invalidation still marks (_legacy_cache_key).
-    return f"apikey:v2:{hashed}"
+    # "v3": markers became unique per invalidation; instances of the previous release
+    # keep reading their own "v2" entries, which invalidation still marks (_legacy_cache_key).
+    return f"apikey:v3:{hashed}"
 
 
 def _legacy_cache_key(hashed: str) -> str:
-    return f"apikey:{hashed}"
+    return f"apikey:v2:{hashed}"
 
 
 # --- plans ---------------------------------------------------------------
@@ -131,9 +131,20 @@ def plan_cache_clear(*, plan: Plan) -> None:
 
 # A cache entry that says "look in the database again". Invalidation writes it
 # (rather than deleting) so that a lookup which read the database before the
-# change committed cannot put its stale answer back: such a lookup only *adds*
-# to the cache, and the marker is in the way.
+# change committed cannot put its stale answer back: a lookup after a miss only
+# *adds* to the cache, and the marker is in the way; a lookup after a marker
+# stores its answer only if that same marker is still there
+# (cache.set_if_unchanged), and each invalidation writes a marker of its own.
 _RECHECK = "recheck"
+_LEGACY_RECHECK = "recheck"  # what the previous release's entries (_legacy_cache_key) expect
+
+
+def _recheck_marker() -> str:
+    return f"{_RECHECK}:{secrets.token_hex(8)}"
+
+
+def _is_recheck(cached) -> bool:
+    return isinstance(cached, str) and cached.startswith(_RECHECK)
 
 
 def _keys_invalidate(hashes: list[str]) -> None:
@@ -141,7 +152,8 @@ def _keys_invalidate(hashes: list[str]) -> None:
 
     def write() -> None:
         # Both shapes: during a rolling deploy, instances of the previous release must see it too.
-        markers = {_cache_key(h): _RECHECK for h in hashes} | {_legacy_cache_key(h): _RECHECK for h in hashes}
+        marker = _recheck_marker()
+        markers = {_cache_key(h): marker for h in hashes} | {_legacy_cache_key(h): _LEGACY_RECHECK for h in hashes}
         cache.set_many(markers, settings.BELUGA["KEY_CACHE_SECONDS"])
 
     write()
@@ -220,10 +232,11 @@ def api_key_authenticate(*, raw_key: str) -> AuthenticatedKey:
     if cached is None:
         cached = _key_lookup(hashed)
         cache.add(cache_key, cached, settings.BELUGA["KEY_CACHE_SECONDS"])
-    elif cached == _RECHECK:
-        # Written after the change committed, so this read sees the new state.
-        cached = _key_lookup(hashed)
-        cache.set(cache_key, cached, settings.BELUGA["KEY_CACHE_SECONDS"])
+    elif _is_recheck(cached):
+        # The marker may predate the change's commit, so this read may still see the old
+        # state: it is kept only if no later marker (written at the commit) replaced this one.
+        marker, cached = cached, _key_lookup(hashed)
+        cache.set_if_unchanged(cache_key, marker, cached, settings.BELUGA["KEY_CACHE_SECONDS"])
     if cached is False:
         raise KeyRejected
     return api_key_admitted(AuthenticatedKey(*cached))

@@ -11,11 +11,15 @@ On Redis, django-ratelimit's counters live in a cache of their own
 trip instead of two.
 """
 
+import base64
+import pickle
 import threading
+from datetime import UTC, datetime
 
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.db import DatabaseCache
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
-from django.db import router, transaction
+from django.db import connections, router, transaction
 
 
 class AtomicDatabaseCache(DatabaseCache):
@@ -24,12 +28,50 @@ class AtomicDatabaseCache(DatabaseCache):
         with transaction.atomic(using=db):
             return super().incr(key, delta, version)
 
+    def set_if_unchanged(self, key, expected, value, timeout=DEFAULT_TIMEOUT, version=None) -> bool:
+        """Store `value` only if the entry still holds `expected` (see ReusedClientRedisCache's).
+
+        One conditional UPDATE, so no write that came in between is overwritten.
+        The stored form is Django's own (base64 of the pickle, expiry to the second).
+        """
+        key = self.make_and_validate_key(key, version=version)
+        timeout = self.get_backend_timeout(timeout)
+        db = router.db_for_write(self.cache_model_class)
+        connection = connections[db]
+        quote_name = connection.ops.quote_name
+        expires = datetime.max if timeout is None else datetime.fromtimestamp(timeout, tz=UTC)
+        expires = connection.ops.adapt_datetimefield_value(expires.replace(microsecond=0))
+        table, value_column, expires_column, key_column = map(
+            quote_name, (self._table, "value", "expires", "cache_key")
+        )
+        update = f"UPDATE {table} SET {value_column} = %s, {expires_column} = %s WHERE {key_column} = %s AND {value_column} = %s"  # noqa: E501, S608 - quoted names only
+        with connection.cursor() as cursor:
+            cursor.execute(update, [self._encoded(value), expires, key, self._encoded(expected)])
+            return cursor.rowcount == 1
+
+    def _encoded(self, value) -> str:
+        return base64.b64encode(pickle.dumps(value, self.pickle_protocol)).decode("latin1")
+
 
 _INCR_IF_EXISTS = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.call('INCRBY', KEYS[1], ARGV[1])
 end
 return false
+"""
+
+
+# ARGV[3]: seconds to keep the value, 0 for no expiry.
+_SET_IF_UNCHANGED = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+return 1
 """
 
 
@@ -43,6 +85,7 @@ class _ReusedClientRedisCacheClient(RedisCacheClient):
         super().__init__(*args, **kwargs)
         self._clients = {}
         self._incr_scripts = {}
+        self._set_if_scripts = {}
 
     def get_client(self, key=None, *, write=False):
         index = self._get_connection_pool_index(write)
@@ -50,6 +93,16 @@ class _ReusedClientRedisCacheClient(RedisCacheClient):
         if client is None:
             client = self._clients[index] = self._client(connection_pool=self._get_connection_pool(index))
         return client
+
+    def set_if_unchanged(self, key, expected, value, timeout) -> bool:
+        if timeout is not None and timeout <= 0:
+            return False  # an entry that would expire at once: nothing to store
+        client = self.get_client(key, write=True)
+        script = self._set_if_scripts.get(id(client))
+        if script is None:
+            script = self._set_if_scripts[id(client)] = client.register_script(_SET_IF_UNCHANGED)
+        dumps = self._serializer.dumps
+        return bool(script(keys=[key], args=[dumps(expected), dumps(value), timeout or 0]))
 
     def incr(self, key, delta):
         """Django checks EXISTS then INCRs: two round trips, and the key can
@@ -69,6 +122,16 @@ class ReusedClientRedisCache(RedisCache):
     def __init__(self, server, params):
         super().__init__(server, params)
         self._class = _ReusedClientRedisCacheClient
+
+    def set_if_unchanged(self, key, expected, value, timeout=DEFAULT_TIMEOUT, version=None) -> bool:
+        """Store `value` only if the entry still holds `expected`; True when it did.
+
+        A compare-and-set: a value computed from what `expected` stood for never
+        overwrites a newer write (the API-key check uses it, accounts.services).
+        """
+        key = self.make_and_validate_key(key, version=version)
+        timeout = self.get_backend_timeout(timeout)
+        return self._cache.set_if_unchanged(key, expected, value, timeout)
 
 
 _ADD_OR_INCR = """

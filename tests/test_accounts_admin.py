@@ -19,8 +19,8 @@ def admin_client_(client, db):
 
 def _cache_entry(raw_key: str):
     """The cached lookup of a key, or None when absent or marked for a fresh database read."""
-    entry = cache.get(f"apikey:v2:{hash_key(raw_key)}")
-    return None if entry == "recheck" else entry
+    entry = cache.get(f"apikey:v3:{hash_key(raw_key)}")
+    return None if isinstance(entry, str) and entry.startswith("recheck:") else entry
 
 
 def _user_change_data(user: User, **changes) -> dict:

@@ -259,3 +259,51 @@ def test_revocation_committed_later_is_not_undone_by_a_lookup_in_between(live_ap
 
     assert before.status_code == during.result().status_code == 200
     assert after.status_code == 401
+
+
+def test_a_lookup_that_read_before_the_commit_cannot_store_its_answer_after_it(transactional_db, api_key, monkeypatch):
+    """The narrowest interleaving: a lookup reads the key while the revocation is still
+    uncommitted, and tries to store what it read only after the commit re-marked the entry.
+    Each invalidation writes its own marker, and the answer is stored only over the marker
+    it followed (cache.set_if_unchanged), so the stale answer is dropped."""
+    import threading
+
+    from accounts import services
+
+    row, raw_key = api_key
+    services.api_key_authenticate(raw_key=raw_key)
+    # An earlier change marked the entry (the embedded cache writes the revocation's own
+    # first marker inside its transaction, so only an earlier one is seen before the commit).
+    services._keys_invalidate([row.hashed_key])
+    services._last_used_seen[row.id] = time.monotonic()  # no last_used_at UPDATE behind the row lock
+    read, store = threading.Event(), threading.Event()
+    real_lookup = services._key_lookup
+
+    def lookup_then_wait(hashed):
+        answer = real_lookup(hashed)
+        read.set()
+        store.wait(15)
+        return answer
+
+    monkeypatch.setattr(services, "_key_lookup", lookup_then_wait)
+
+    def other_worker():
+        from django.db import connection
+
+        try:
+            return services.api_key_authenticate(raw_key=raw_key)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with transaction.atomic():
+            api_key_revoke(user=row.user, key_id=row.id)  # marks the entry before the commit
+            during = pool.submit(other_worker)
+            assert read.wait(15)  # it saw a marker and read the key: still active, uncommitted
+        # committed, and the entry marked again
+        store.set()
+        assert during.result().key_id == row.id  # served: it began before the revocation committed
+
+    monkeypatch.setattr(services, "_key_lookup", real_lookup)
+    with pytest.raises(services.KeyRejected):
+        services.api_key_authenticate(raw_key=raw_key)

@@ -177,7 +177,8 @@ def test_admin_edits_key_controls_through_the_service(admin_client_, api_key_fac
     stored = ApiKey.objects.get(id=key.id)
     assert (stored.spend_limit_micro_usd, stored.spend_limit_period) == (2_500_000, "day")
     assert (stored.allowed_models, stored.chat_rpm_override) == (["beluga-demo"], 4)
-    assert cache.get(f"apikey:v2:{hash_key(raw_key)}") == "recheck"  # every instance reads the key again
+    assert cache.get(f"apikey:v3:{hash_key(raw_key)}").startswith("recheck:")  # every instance reads it again
+    assert cache.get(f"apikey:v2:{hash_key(raw_key)}") == "recheck"  # the previous release's instances too
     assert api_key_authenticate(raw_key=raw_key).spend_limit_micro_usd == 2_500_000
     assert not KeySpend.objects.filter(api_key=key).exists()  # a new budget counts afresh
     listing = admin_client_.get(reverse("admin:accounts_apikey_changelist")).content.decode()

@@ -69,3 +69,20 @@ def test_request_counters_stay_exact_across_threads(rf):
     with ThreadPoolExecutor(8) as pool:
         counts = list(pool.map(lambda _: _usage(request, value)["count"], range(320)))
     assert sorted(counts) == list(range(1, 321))
+
+
+@pytest.mark.django_db
+def test_the_shared_cache_stores_over_an_expected_value_only():
+    """set_if_unchanged, on whichever shared cache is configured (Redis or the embedded one)."""
+    from django.core.cache import cache
+
+    cache.set("cas-probe", "marker-1", 30)
+
+    assert cache.set_if_unchanged("cas-probe", "marker-2", ("stale",), 30) is False
+    assert cache.get("cas-probe") == "marker-1"
+    assert cache.set_if_unchanged("cas-probe", "marker-1", ("fresh", 1), 30) is True
+    assert cache.get("cas-probe") == ("fresh", 1)
+    assert cache.set_if_unchanged("cas-probe", "marker-1", ("again",), 30) is False
+    cache.delete("cas-probe")
+    assert cache.set_if_unchanged("cas-probe", "marker-1", ("absent",), 30) is False
+    assert cache.get("cas-probe") is None
