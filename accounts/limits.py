@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import caches
-from django_ratelimit.core import get_usage
+from django_ratelimit.core import _get_window, _make_cache_key, get_usage
 
 from accounts.services import (
     AuthenticatedKey,
@@ -103,4 +103,30 @@ def rate_limit_hit(*, request, key: AuthenticatedKey, bucket: str) -> RateLimitS
         remaining=max(0, limit - count),
         reset_at=int(time.time()) + int(usage["time_left"]),
         limited=usage["should_limit"],
+    )
+
+
+def rate_limit_peek(*, request, key: AuthenticatedKey, bucket: str) -> RateLimitState:
+    """The key's window in `bucket`, without counting this request.
+
+    For the calls that are not limited (polling a task, reading the key, a
+    replayed idempotent answer): their responses still tell the client where
+    its window stands. One cache read: django-ratelimit's get_usage(increment=
+    False) would first add the counter (on the database cache, four statements),
+    so the counter's name comes from its own helpers (pinned version; the
+    headers tests compare the two).
+    """
+    limit = _limit_of(key, bucket)
+    value = str(key.key_id)
+    window = _get_window(value, 60)
+    name = _make_cache_key(f"rpm:{bucket}", window, (limit, 60), value, get_usage.ALL)
+    try:
+        count = caches[settings.RATELIMIT_USE_CACHE].get(name, 0)
+    except Exception:  # noqa: BLE001 - informative headers; the counter's own failure is handled where it counts
+        count = 0
+    return RateLimitState(
+        limit=limit,
+        remaining=max(0, limit - int(count or 0)),
+        reset_at=window,
+        limited=int(count or 0) > limit,
     )

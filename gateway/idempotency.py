@@ -56,6 +56,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from accounts.limits import BUCKET_CHAT, BUCKET_IMAGE
 from gateway import pipeline
 from gateway.errors import ApiError, InvalidRequest
 from gateway.middleware import api_error_response
@@ -112,9 +113,15 @@ def idempotent(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]
     return wrapper
 
 
+def _bucket_of(request: HttpRequest) -> str:
+    """The rate-limit bucket the wrapped call counts in (images and videos: image), for a replay's headers."""
+    path = request.path
+    return BUCKET_IMAGE if "/images/" in path or "/videos" in path else BUCKET_CHAT
+
+
 def idempotent_call(request: HttpRequest, *, key: str, call: Callable[[], HttpResponse]) -> HttpResponse:
     """`call()` once per (account, key): the first time for real, later the stored answer or a 409/422."""
-    user_id = pipeline.authenticate(request).user_id
+    user_id = pipeline.authenticate(request, bucket=_bucket_of(request)).user_id
     if not key_is_valid(key):
         raise InvalidRequest(
             f"The Idempotency-Key header must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.",

@@ -66,6 +66,20 @@ def new_request_id() -> str:
     return "req_" + secrets.token_hex(12)
 
 
+def _rate_limit_headers_add(request, response) -> None:
+    """The key's window, on answers to calls that were authenticated but not counted (pipeline.authenticate)."""
+    peek = getattr(request, "rate_limit_peek", None)
+    if peek is None:
+        return
+    try:
+        state = peek()
+    except Exception:  # noqa: BLE001 - headers are informative; the answer itself must still go out
+        logger.warning("could not read the rate-limit window for %s", request.request_id, exc_info=True)
+        return
+    for name, value in state.headers().items():
+        response[name] = value
+
+
 class RequestIdMiddleware:
     """Gives each request an id (a client's own X-Request-Id is kept when sane).
 
@@ -92,6 +106,8 @@ class RequestIdMiddleware:
             # same status, in the API's own error shape.
             response = api_error_response(request, _error_for_status(response.status_code))
         response["X-Request-Id"] = request.request_id
+        if api and "X-RateLimit-Limit-Requests" not in response:
+            _rate_limit_headers_add(request, response)
         if api:
             match = request.resolver_match  # None when no URL pattern matched
             metrics.request_observed(

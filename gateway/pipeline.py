@@ -30,7 +30,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 
-from accounts.limits import BUCKET_CHAT, RateLimitState, key_admit
+from accounts.limits import BUCKET_CHAT, RateLimitState, key_admit, rate_limit_peek
 from accounts.services import AuthenticatedKey, KeyRejected, api_key_authenticate
 from billing.pricing import MediaCharge, charged_prices, cost_fields, max_token_cost, token_cost, usd_text
 from billing.services import (
@@ -181,11 +181,19 @@ def raw_key_from(request: HttpRequest) -> str:
     return key
 
 
-def authenticate(request: HttpRequest) -> AuthenticatedKey:
+def authenticate(request: HttpRequest, *, bucket: str = BUCKET_CHAT) -> AuthenticatedKey:
+    """Check the caller's key without counting the request (polling, lookups).
+
+    The response still gets the key's rate-limit headers for `bucket`
+    (RequestIdMiddleware reads them through `request.rate_limit_peek`).
+    """
     try:
-        return api_key_authenticate(raw_key=raw_key_from(request))
+        key = api_key_authenticate(raw_key=raw_key_from(request))
     except KeyRejected:
         raise _key_rejected() from None
+    django_request = getattr(request, "_request", request)  # under a DRF view, the HttpRequest it wraps
+    django_request.rate_limit_peek = lambda: rate_limit_peek(request=django_request, key=key, bucket=bucket)
+    return key
 
 
 def admit(request: HttpRequest, *, bucket: str) -> tuple[AuthenticatedKey, RateLimitState]:
@@ -1019,6 +1027,10 @@ def _complete(ctx: CallContext) -> HttpResponse:
     data = _upstream_json(ctx, upstream, upstream_ms)
     if not isinstance(data, dict):
         raise unreadable(ctx, upstream_ms)
+    failure = openai_adapter.error_in_answer(route=ctx.route, data=data)
+    if failure is not None:
+        _record(ctx, status_code=502, error_type="upstream_error_in_answer", upstream_latency_ms=upstream_ms)
+        raise failure
     reported = openai_chat.read_usage(data)
     usage = reported or _estimated_usage(ctx, openai_adapter.completion_chars(data))
     data["model"] = ctx.model.slug
@@ -1043,6 +1055,7 @@ def _stream(ctx: CallContext, *, include_usage: bool) -> HttpResponse:
             public_model=ctx.model.slug,
             keep_usage=include_usage,
             cost_of=cost_fields_of(ctx),
+            secret=ctx.route.api_key,
         ),
         on_finish=lambda outcome: _record_stream(ctx, outcome, upstream_started),
     )

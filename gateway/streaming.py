@@ -33,9 +33,14 @@ class StreamOutcome:
     finish_reason: str = ""
 
 
-def stream_error_event(message: str) -> bytes:
+def stream_error_payload(message: str) -> bytes:
+    """The `data:` payload that tells an OpenAI stream's client the upstream side failed."""
     error = {"message": message, "type": "service_unavailable_error", "code": "upstream_error", "param": None}
-    return b"data: " + orjson.dumps({"error": error}) + b"\n\n"
+    return orjson.dumps({"error": error})
+
+
+def stream_error_event(message: str) -> bytes:
+    return b"data: " + stream_error_payload(message) + b"\n\n"
 
 
 class TotalTimeout(Exception):

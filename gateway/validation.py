@@ -8,6 +8,7 @@ are passed through unchanged: upstreams add their own.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from gateway.errors import InvalidRequest
@@ -22,6 +23,8 @@ CONTENT_PART_TYPES = {
     "function": frozenset({"text"}),
 }
 TOOL_CHOICE_STRINGS = frozenset({"none", "auto", "required"})
+TOOL_CHOICE_TYPES = ("function", "custom", "allowed_tools")
+JSON_SCHEMA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 RESPONSE_FORMAT_TYPES = frozenset({"text", "json_object", "json_schema"})
 MAX_STOP_SEQUENCES = 4
 
@@ -205,12 +208,49 @@ def _validate_messages(messages) -> None:
                     f"Invalid type for '{param}': expected a string.", param=param, code="invalid_type"
                 )
         _validate_reasoning_details(message.get("reasoning_details"), f"{where}.reasoning_details")
-        tool_calls = message.get("tool_calls")
-        if tool_calls is not None and (role != "assistant" or not isinstance(tool_calls, list)):
+        name = message.get("name")
+        if name is not None and not isinstance(name, str):
             raise InvalidRequest(
-                f"Invalid '{where}.tool_calls': only assistant messages carry an array of tool calls.",
-                param=f"{where}.tool_calls",
-                code="invalid_value",
+                f"Invalid type for '{where}.name': expected a string.", param=f"{where}.name", code="invalid_type"
+            )
+        tool_calls = message.get("tool_calls")
+        if tool_calls is not None:
+            if role != "assistant" or not isinstance(tool_calls, list):
+                raise InvalidRequest(
+                    f"Invalid '{where}.tool_calls': only assistant messages carry an array of tool calls.",
+                    param=f"{where}.tool_calls",
+                    code="invalid_value",
+                )
+            for j, call in enumerate(tool_calls):
+                _validate_tool_call(call, f"{where}.tool_calls[{j}]")
+
+
+def _validate_tool_call(call, where: str) -> None:
+    """An assistant turn's earlier tool call, as the client sends it back: `id`, `type` and the call."""
+    if not isinstance(call, dict):
+        raise InvalidRequest(f"Invalid type for '{where}': expected an object.", param=where, code="invalid_type")
+    if not isinstance(call.get("id"), str):
+        raise InvalidRequest(
+            f"Missing required parameter: '{where}.id'.", param=f"{where}.id", code="missing_required_parameter"
+        )
+    kind = call.get("type", "function")
+    if kind not in ("function", "custom"):
+        raise InvalidRequest(
+            f"Invalid value for '{where}.type': expected 'function'.", param=f"{where}.type", code="invalid_value"
+        )
+    # A function call carries string arguments (JSON text); a custom tool's call carries its input.
+    fields = ("name", "arguments") if kind == "function" else ("name", "input")
+    target = call.get(kind)
+    if not isinstance(target, dict):
+        raise InvalidRequest(
+            f"Missing required parameter: '{where}.{kind}'.", param=f"{where}.{kind}", code="missing_required_parameter"
+        )
+    for field in fields:
+        if not isinstance(target.get(field), str):
+            raise InvalidRequest(
+                f"Invalid type for '{where}.{kind}.{field}': expected a string.",
+                param=f"{where}.{kind}.{field}",
+                code="invalid_type",
             )
 
 
@@ -257,6 +297,41 @@ def _validate_tools(body: dict) -> None:
                 param="tool_choice",
                 code="invalid_type",
             )
+        else:
+            _validate_tool_choice_object(choice)
+        # "none" and "auto" ask nothing of tools; the others name or require one.
+        if not tools and choice not in ("none", "auto"):
+            raise InvalidRequest(
+                "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.",
+                param="tool_choice",
+                code="invalid_value",
+            )
+
+
+def _validate_tool_choice_object(choice: dict) -> None:
+    kind = choice["type"]
+    if kind not in TOOL_CHOICE_TYPES:
+        raise InvalidRequest(
+            f"Invalid value for 'tool_choice.type': {kind!r} (expected one of {', '.join(TOOL_CHOICE_TYPES)}).",
+            param="tool_choice.type",
+            code="invalid_value",
+        )
+    if kind == "allowed_tools":
+        allowed = choice.get("allowed_tools")
+        if not isinstance(allowed, dict) or not isinstance(allowed.get("tools"), list):
+            raise InvalidRequest(
+                "Missing required parameter: 'tool_choice.allowed_tools.tools'.",
+                param="tool_choice.allowed_tools.tools",
+                code="missing_required_parameter",
+            )
+        return
+    named = choice.get(kind)
+    if not isinstance(named, dict) or not isinstance(named.get("name"), str) or not named["name"]:
+        raise InvalidRequest(
+            f"Missing required parameter: 'tool_choice.{kind}.name'.",
+            param=f"tool_choice.{kind}.name",
+            code="missing_required_parameter",
+        )
 
 
 def _validate_stop(body: dict) -> None:
@@ -285,11 +360,33 @@ def _validate_response_format(body: dict) -> None:
             param="response_format.type",
             code="invalid_value",
         )
-    if fmt["type"] == "json_schema" and not isinstance(fmt.get("json_schema"), dict):
+    if fmt["type"] != "json_schema":
+        return
+    spec = fmt.get("json_schema")
+    if not isinstance(spec, dict):
         raise InvalidRequest(
             "Missing required parameter: 'response_format.json_schema'.",
             param="response_format.json_schema",
             code="missing_required_parameter",
+        )
+    name = spec.get("name")
+    if not isinstance(name, str) or not JSON_SCHEMA_NAME.fullmatch(name):
+        raise InvalidRequest(
+            "Invalid 'response_format.json_schema.name': required, at most 64 characters of a-z, A-Z, 0-9, _ and -.",
+            param="response_format.json_schema.name",
+            code="invalid_value" if isinstance(name, str) else "missing_required_parameter",
+        )
+    if spec.get("schema") is not None and not isinstance(spec["schema"], dict):
+        raise InvalidRequest(
+            "Invalid type for 'response_format.json_schema.schema': expected a JSON Schema object.",
+            param="response_format.json_schema.schema",
+            code="invalid_type",
+        )
+    if spec.get("strict") is not None and not isinstance(spec["strict"], bool):
+        raise InvalidRequest(
+            "Invalid type for 'response_format.json_schema.strict': expected a boolean.",
+            param="response_format.json_schema.strict",
+            code="invalid_type",
         )
 
 
@@ -345,7 +442,14 @@ def validate_chat_request(body) -> ChatRequest:
             raise InvalidRequest(
                 "'stream_options' is only allowed when 'stream' is true.", param="stream_options", code="invalid_value"
             )
-        include_usage = bool(stream_options.get("include_usage"))
+        include_usage = stream_options.get("include_usage")
+        if include_usage is not None and not isinstance(include_usage, bool):
+            raise InvalidRequest(
+                "Invalid type for 'stream_options.include_usage': expected a boolean.",
+                param="stream_options.include_usage",
+                code="invalid_type",
+            )
+        include_usage = bool(include_usage)
     return ChatRequest(
         model=model,
         stream=stream,

@@ -96,10 +96,13 @@ class Behaviour:
     error_body: bytes | None = None  # raw body for error statuses, overrides the OpenAI shape
     delay_before_headers: float = 0.0  # read timeout before any byte
     invalid_json: bool = False  # 200 with a body that is not JSON
+    answer_body: bytes | None = None  # a 200 answer's raw body instead of the completion
+    error_event_after: int | None = None  # stream: send this many events, then an error event, and end
     reset_after_events: int | None = None  # stream: send this many SSE events, then cut the connection
     chunk_delay: float = 0.0  # stream: pause between SSE events
     hold_after_events: int | None = None  # stream: send this many events, then wait for release_stream()
     omit_done: bool = False  # stream: end the HTTP body cleanly but without `data: [DONE]`
+    unchunked_stream: bool = False  # stream: no chunked encoding, the body ends when the connection closes
     omit_usage: bool = False  # no usage object in the JSON answer, no usage chunk in a stream even when asked
     fail_times: int | None = None  # fail only the first N requests, then answer normally
     retry_after: str | None = None  # the Retry-After header of a failure (429, 503)
@@ -316,35 +319,51 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, None, raw=b"<html>502 Bad Gateway</html> {not json")
             return
         body = req.json if isinstance(req.json, dict) else {}
+        if b.answer_body is not None and not wire.is_stream(req.path, body):
+            self._send_json(200, None, raw=b.answer_body)
+            return
         if wire.is_stream(req.path, body):
             self._stream(req, wire.stream_frames(req.path, body, b))
         else:
             self._send_json(200, wire.reply_json(req.path, body, b))
 
     def _stream(self, req: ReceivedRequest, frames: list[bytes]) -> None:
-        """Write SSE frames (each a whole event, blank line included) as a chunked body."""
+        """Write SSE frames (each a whole event, blank line included) as a chunked body,
+        or as a body that the closing connection ends (`unchunked_stream`)."""
         b = self.fake.behaviour
+        chunked = not b.unchunked_stream
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         try:
             for i, frame in enumerate(frames):
                 if b.reset_after_events is not None and i >= b.reset_after_events:
                     self._cut()
                     return
+                erring = b.error_event_after is not None and i == b.error_event_after
+                if erring:
+                    error = {"message": b.error_message or "The server had an error", "type": "server_error"}
+                    frame = b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
                 if b.hold_after_events is not None and i == b.hold_after_events:
                     # Bounded, so that a test that forgets to release cannot hang the server.
                     self.fake._gate.wait(10)
                 if i and b.chunk_delay and self.fake._wait(b.chunk_delay):
                     self._abort()
                     return
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame) if chunked else frame)
                 self.wfile.flush()
                 req.events_sent += 1
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
+                if erring:
+                    break
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
             req.completed = True
         except OSError:
             # The gateway hung up (its client went away): stop, as the real API does.

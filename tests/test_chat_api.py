@@ -197,10 +197,14 @@ def test_stream_wire_format_is_sse_ending_with_done(live_api, chat_route, raw_ke
     assert all("usage" not in c or c["usage"] is None for c in chunks)
 
 
-def test_stream_chunks_reach_the_client_before_the_upstream_has_finished(live_api, chat_route, raw_key, fake_upstream):
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "closed-by-connection"])
+def test_stream_chunks_reach_the_client_before_the_upstream_has_finished(
+    live_api, chat_route, raw_key, fake_upstream, chunked
+):
     # The upstream sends the role chunk and one word, then waits until the test has read them:
     # a gateway that buffered the stream would deliver nothing until the upstream finished.
-    fake_upstream.set(hold_after_events=2)
+    # Without chunked encoding the body ends only when the upstream closes the connection.
+    fake_upstream.set(hold_after_events=2, unchunked_stream=not chunked)
     stream = RawStream(live_api, "/v1/chat/completions", chat_body(stream=True), {"Authorization": f"Bearer {raw_key}"})
 
     first_two = stream.read_events(2)

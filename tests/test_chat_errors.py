@@ -147,6 +147,41 @@ def test_upstream_invalid_json_is_service_unavailable(client, chat_route, raw_ke
     assert_safe_error(response, chat_route)
 
 
+def test_upstream_200_holding_an_error_is_a_failure_not_a_billed_answer(client, chat_route, raw_key, fake_upstream):
+    # Some OpenAI-compatible servers answer 200 with an error object and no choices.
+    message = f"Model is overloaded (key {chat_route.credential})"
+    fake_upstream.set(answer_body=json.dumps({"error": {"message": message, "type": "server_error"}}).encode())
+
+    response = post_chat(client, raw_key, chat_body())
+
+    assert response.status_code == 502
+    error = error_of(response)
+    assert error["type"] == "service_unavailable_error"
+    assert "Model is overloaded" in error["message"]
+    assert "X-Request-Cost-Micro-Usd" not in response
+    assert_safe_error(response, chat_route)
+    [record] = UsageRecord.objects.all()
+    assert (record.status_code, record.error_type, record.cost_micro_usd) == (502, "upstream_error_in_answer", 0)
+
+
+def test_stream_error_event_from_the_upstream_is_relayed_in_openai_shape_without_the_credential(
+    client, chat_route, raw_key, fake_upstream
+):
+    fake_upstream.set(error_event_after=3, error_message=f"Overloaded (key {chat_route.credential})")
+
+    raw = _stream_body(post_chat(client, raw_key, chat_body(stream=True)))
+
+    payloads = sse_payloads(raw)
+    errors = [json.loads(p)["error"] for p in payloads if p != b"[DONE]" and "error" in json.loads(p)]
+    assert len(errors) == 1
+    assert errors[0]["type"] == "service_unavailable_error"
+    assert "Overloaded" in errors[0]["message"]
+    assert chat_route.credential.encode() not in raw
+    assert payloads[-1] == b"[DONE]"
+    [record] = UsageRecord.objects.all()
+    assert (record.status_code, record.error_type) == (502, "upstream_stream_error")
+
+
 def test_upstream_error_body_that_is_not_json_is_still_an_openai_error(client, chat_route, raw_key, fake_upstream):
     fake_upstream.fail_with(500)
     fake_upstream.set(error_body=b"<html><body>Internal Server Error</body></html>")

@@ -152,6 +152,71 @@ INVALID = [
     ("tool-choice-unknown-string", chat_body(tools=[TOOL], tool_choice="sometimes"), "tool_choice"),
     ("tool-choice-number", chat_body(tools=[TOOL], tool_choice=1), "tool_choice"),
     ("tool-choice-object-without-type", chat_body(tools=[TOOL], tool_choice={"function": {}}), "tool_choice"),
+    ("tool-choice-unknown-type", chat_body(tools=[TOOL], tool_choice={"type": "banana"}), "tool_choice.type"),
+    (
+        "tool-choice-function-without-name",
+        chat_body(tools=[TOOL], tool_choice={"type": "function"}),
+        "tool_choice.function.name",
+    ),
+    (
+        "tool-choice-function-empty-name",
+        chat_body(tools=[TOOL], tool_choice={"type": "function", "function": {"name": ""}}),
+        "tool_choice.function.name",
+    ),
+    (
+        "tool-choice-allowed-tools-without-list",
+        chat_body(tools=[TOOL], tool_choice={"type": "allowed_tools", "allowed_tools": {"mode": "auto"}}),
+        "tool_choice.allowed_tools.tools",
+    ),
+    ("tool-choice-required-without-tools", chat_body(tool_choice="required"), "tool_choice"),
+    (
+        "tool-choice-function-without-tools",
+        chat_body(tool_choice={"type": "function", "function": {"name": "get_weather"}}),
+        "tool_choice",
+    ),
+    # earlier tool calls sent back in an assistant turn
+    (
+        "tool-call-not-object",
+        chat_body(messages=[USER, {"role": "assistant", "tool_calls": ["call_1"]}]),
+        "messages[1].tool_calls[0]",
+    ),
+    (
+        "tool-call-without-id",
+        chat_body(
+            messages=[
+                USER,
+                {
+                    "role": "assistant",
+                    "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{}"}}],
+                },
+            ]
+        ),
+        "messages[1].tool_calls[0].id",
+    ),
+    (
+        "tool-call-unknown-type",
+        chat_body(messages=[USER, {"role": "assistant", "tool_calls": [{"id": "c", "type": "search"}]}]),
+        "messages[1].tool_calls[0].type",
+    ),
+    (
+        "tool-call-without-function",
+        chat_body(messages=[USER, {"role": "assistant", "tool_calls": [{"id": "c", "type": "function"}]}]),
+        "messages[1].tool_calls[0].function",
+    ),
+    (
+        "tool-call-arguments-object",
+        chat_body(
+            messages=[
+                USER,
+                {
+                    "role": "assistant",
+                    "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}],
+                },
+            ]
+        ),
+        "messages[1].tool_calls[0].function.arguments",
+    ),
+    ("message-name-number", chat_body(messages=[{"role": "user", "content": "hi", "name": 5}]), "messages[0].name"),
     # response_format
     ("response-format-unknown-type", chat_body(response_format={"type": "xml"}), "response_format.type"),
     ("response-format-string", chat_body(response_format="json_object"), "response_format.type"),
@@ -159,6 +224,39 @@ INVALID = [
         "response-format-schema-missing",
         chat_body(response_format={"type": "json_schema"}),
         "response_format.json_schema",
+    ),
+    (
+        "response-format-schema-without-name",
+        chat_body(response_format={"type": "json_schema", "json_schema": {"schema": {"type": "object"}}}),
+        "response_format.json_schema.name",
+    ),
+    (
+        "response-format-schema-name-with-spaces",
+        chat_body(response_format={"type": "json_schema", "json_schema": {"name": "my answer"}}),
+        "response_format.json_schema.name",
+    ),
+    (
+        "response-format-schema-not-object",
+        chat_body(response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": "object"}}),
+        "response_format.json_schema.schema",
+    ),
+    (
+        "response-format-strict-string",
+        chat_body(response_format={"type": "json_schema", "json_schema": {"name": "a", "strict": "yes"}}),
+        "response_format.json_schema.strict",
+    ),
+    (
+        "include-usage-string",
+        chat_body(stream=True, stream_options={"include_usage": "false"}),
+        "stream_options.include_usage",
+    ),
+    ("parallel-tool-calls-string", chat_body(tools=[TOOL], parallel_tool_calls="true"), "parallel_tool_calls"),
+    ("store-number", chat_body(store=1), "store"),
+    ("top-logprobs-float", chat_body(logprobs=True, top_logprobs=2.5), "top_logprobs"),
+    (
+        "reasoning-content-number",
+        chat_body(messages=[USER, {"role": "assistant", "content": "a", "reasoning_content": 5}]),
+        "messages[1].reasoning_content",
     ),
     # misc
     ("seed-float", chat_body(seed=1.5), "seed"),
@@ -297,6 +395,40 @@ VALID = [
     (
         "tool-choice-object",
         chat_body(tools=[TOOL], tool_choice={"type": "function", "function": {"name": "get_weather"}}),
+    ),
+    ("tool-choice-none-without-tools", chat_body(tool_choice="none")),
+    (
+        "tool-choice-allowed-tools",
+        chat_body(
+            tools=[TOOL],
+            tool_choice={
+                "type": "allowed_tools",
+                "allowed_tools": {"mode": "auto", "tools": [{"type": "function", "function": {"name": "get_weather"}}]},
+            },
+        ),
+    ),
+    (
+        "tool-call-without-type",
+        chat_body(
+            messages=[
+                USER,
+                {
+                    "role": "assistant",
+                    "tool_calls": [{"id": "c1", "function": {"name": "get_weather", "arguments": "{}"}}],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "21 C"},
+            ],
+            tools=[TOOL],
+        ),
+    ),
+    (
+        "response-format-json-schema-strict",
+        chat_body(
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "answer-v2", "strict": True, "schema": {"type": "object"}},
+            }
+        ),
     ),
     ("response-format-text", chat_body(response_format={"type": "text"})),
     ("response-format-json-object", chat_body(response_format={"type": "json_object"})),

@@ -40,12 +40,23 @@ def test_usage_chunk_is_read_and_dropped_unless_asked():
     assert forwarded["usage"] == usage and forwarded["model"] == "my-model"
 
 
-def test_an_error_event_is_passed_on_and_flagged():
-    relay = StreamRelay(public_model="my-model", keep_usage=False)
+def test_an_error_event_is_passed_on_in_beluga_words_and_flagged():
+    relay = StreamRelay(public_model="my-model", keep_usage=False, secret="sk-upstream-secret")
     relay.relay(chunk("Hi"))
-    error = orjson.dumps({"error": {"message": "overloaded", "type": "server_error"}})
-    assert relay.relay(error) == error
+    error = orjson.dumps({"error": {"message": "overloaded for sk-upstream-secret", "type": "server_error"}})
+    out = orjson.loads(relay.relay(error))["error"]
+    assert out["type"] == "service_unavailable_error"
+    assert out["code"] == "upstream_error"
+    assert "overloaded for ***" in out["message"]
+    assert "sk-upstream-secret" not in out["message"]
     assert relay.error
+
+
+def test_an_error_event_given_as_a_bare_string_is_relayed_as_an_error_object():
+    relay = StreamRelay(public_model="my-model", keep_usage=False)
+    out = orjson.loads(relay.relay(orjson.dumps({"error": "model is loading"})))["error"]
+    assert out["type"] == "service_unavailable_error"
+    assert "model is loading" in out["message"]
 
 
 def test_a_chunk_naming_another_model_takes_the_full_parse():

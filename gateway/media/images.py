@@ -249,7 +249,7 @@ def _stored_upload(upload, *, param: str) -> dict:
 
 def image_task(request: HttpRequest, task_id: str) -> HttpResponse:
     """GET /v1/images/tasks/{id}: the task, with its images once completed."""
-    key = authenticate(request)
+    key = authenticate(request, bucket=BUCKET_IMAGE)
     release_db_connection()
     task = jobs.task_get(user_id=key.user_id, public_id=task_id, kinds=(MediaTask.Kind.IMAGE,))
     return JsonResponse(task_body(task, request))

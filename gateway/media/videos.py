@@ -217,7 +217,7 @@ def video_body(task: MediaTask, request: HttpRequest) -> dict:
 
 
 def _video(request: HttpRequest, video_id: str) -> MediaTask:
-    key = authenticate(request)
+    key = authenticate(request, bucket=BUCKET_IMAGE)
     release_db_connection()
     task = jobs.task_get(user_id=key.user_id, public_id=video_id, kinds=(MediaTask.Kind.VIDEO,))
     if task.deleted_at is not None:
@@ -248,7 +248,7 @@ def video_content(request: HttpRequest, video_id: str) -> HttpResponse:
 
 
 def videos_list(request: HttpRequest) -> HttpResponse:
-    key = authenticate(request)
+    key = authenticate(request, bucket=BUCKET_IMAGE)
     release_db_connection()
     try:
         limit = max(1, min(LIST_LIMIT_MAX, int(request.GET.get("limit", 20))))

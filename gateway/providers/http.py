@@ -193,11 +193,11 @@ def send(
 def iter_sse_data(response: requests.Response):
     """Yield the `data:` payload (bytes) of each server-sent event as it arrives.
 
-    Reads whatever the socket has (chunk_size=None) instead of line by line, so
-    a chunk is relayed as soon as its blank line arrives, never buffered.
+    Reads whatever the socket has instead of line by line, so a chunk is
+    relayed as soon as its blank line arrives, never buffered.
     """
     buffer = b""
-    for block in response.iter_content(chunk_size=None):
+    for block in _arriving_blocks(response):
         buffer += block
         if b"\r" in block:
             buffer = buffer.replace(b"\r\n", b"\n")
@@ -213,6 +213,28 @@ def iter_sse_data(response: requests.Response):
         data = _event_data(buffer)
         if data is not None:
             yield data
+
+
+STREAM_READ_BYTES = 65536
+
+
+def _arriving_blocks(response: requests.Response):
+    """The body in the pieces it arrives in.
+
+    A chunked body yields chunk by chunk (iter_content with chunk_size=None).
+    A body without chunking (an HTTP/1.0 server, or `Connection: close` and no
+    length) would be read by iter_content to its end before the first piece:
+    read1 returns what has arrived instead.
+    """
+    raw = response.raw
+    if getattr(raw, "chunked", True) or not hasattr(raw, "read1"):
+        yield from response.iter_content(chunk_size=None)
+        return
+    while True:
+        block = raw.read1(STREAM_READ_BYTES, decode_content=True)
+        if not block:
+            return
+        yield block
 
 
 def _event_data(event: bytes) -> bytes | None:

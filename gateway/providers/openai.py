@@ -14,6 +14,7 @@ from gateway.errors import ApiError, InvalidRequest, RateLimited, UpstreamError
 from gateway.protocols import with_route_params
 from gateway.protocols.conversation import Usage
 from gateway.providers.http import post, session_for, upstream_timeout
+from gateway.streaming import stream_error_payload
 
 
 def chat_send(*, route: RouteTarget, body: dict, stream: bool, request_id: str) -> requests.Response:
@@ -127,11 +128,29 @@ def _upstream_message(content: bytes) -> tuple[str, str | None, str | None]:
     return "", None, None
 
 
+def _without_secret(message: str, secret: str | None) -> str:
+    return message.replace(secret, "***") if secret and secret in message else message
+
+
+def _error_text(error) -> str:
+    """The message of an OpenAI `error` member (an object, or a bare string as some servers send)."""
+    if isinstance(error, dict):
+        return str(error.get("message") or "")
+    return error if isinstance(error, str) else ""
+
+
+def error_in_answer(*, route: RouteTarget, data: dict) -> UpstreamError | None:
+    """A 200 answer that holds an error instead of choices (some compatible servers answer so)."""
+    if "error" not in data or isinstance(data.get("choices"), list):
+        return None
+    message = _without_secret(_error_text(data["error"]), route.api_key)
+    return UpstreamError("The model provider answered with an error" + (f": {message}" if message else "."), status=502)
+
+
 def error_from_response(*, route: RouteTarget, status: int, content: bytes, headers) -> ApiError:
     """Map an upstream's non-200 answer to what the client should see."""
     message, param, code = _upstream_message(content)
-    if route.api_key and route.api_key in message:
-        message = message.replace(route.api_key, "***")
+    message = _without_secret(message, route.api_key)
     if status == 429:
         extra = {}
         if headers.get("Retry-After"):
@@ -170,8 +189,9 @@ class StreamRelay:
     error, or that do not match, take the full parse.
     """
 
-    def __init__(self, *, public_model: str, keep_usage: bool, cost_of=None) -> None:
+    def __init__(self, *, public_model: str, keep_usage: bool, cost_of=None, secret: str | None = None) -> None:
         self.public_model = public_model
+        self.secret = secret  # the upstream credential, never relayed in an error's words
         self.keep_usage = keep_usage
         self.cost_of = cost_of  # Usage -> the cost fields added to the usage chunk the client gets
         self.replacement = b'"model":' + orjson.dumps(public_model)
@@ -207,8 +227,13 @@ class StreamRelay:
             return None
         choices = chunk.get("choices") or ()
         if "error" in chunk and not choices:
+            # Relayed in Beluga's own words and type (as a failure before the stream
+            # would be), keeping the provider's message without its credential.
             self.error = True
-            return data
+            message = _without_secret(_error_text(chunk["error"]), self.secret)
+            return stream_error_payload(
+                "The model provider failed during the stream" + (f": {message}" if message else ".")
+            )
         found = usage_from(chunk)
         if found is not None:
             self.usage = found
