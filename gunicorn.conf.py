@@ -16,9 +16,16 @@ variables (all listed in .env.example):
     BIND              address to listen on (default 127.0.0.1:8000)
     PORT              when BIND is unset: listen on 0.0.0.0:$PORT (gunicorn's and PaaS convention)
     ACCESS_LOG        1 to write an access log to stdout (default off: usage records are the log)
+    GUNICORN_LOG_LEVEL  gunicorn's own log level (default info)
     PROMETHEUS_MULTIPROC_DIR  where the workers write their metrics for /metrics; its *.db files are
                       wiped at start (default: $BELUGA_DATA_DIR/metrics, BELUGA_DATA_DIR's default
                       being ./var as in Django's settings; see docs/metrics.md)
+
+One more is read by gunicorn itself, not by this file:
+
+    FORWARDED_ALLOW_IPS  comma-separated addresses (or *) whose scheme headers (X-Forwarded-Proto,
+                      X-Forwarded-Protocol, X-Forwarded-SSL) set the request's scheme, http or https
+                      (default 127.0.0.1,::1)
 """
 
 import glob
