@@ -51,7 +51,8 @@ def test_upstream_server_error_is_service_unavailable(
 
     response = post_chat(client, raw_key, chat_body(stream=stream))
 
-    assert response.status_code in SERVICE_UNAVAILABLE
+    # An upstream's 503 (unavailable, retry) stays a 503; its other failures are the gateway's 502.
+    assert response.status_code == (503 if upstream_status == 503 else 502)
     assert not response.streaming  # a failure before the stream starts is a plain JSON error
     assert error_of(response)["type"] == "service_unavailable_error"
     assert_safe_error(response, chat_route)
@@ -120,8 +121,9 @@ def test_upstream_timeout_is_service_unavailable(client, chat_route, raw_key, fa
 
     response = post_chat(client, raw_key, chat_body(stream=stream))
 
-    assert response.status_code in SERVICE_UNAVAILABLE
-    assert error_of(response)["type"] == "service_unavailable_error"
+    assert response.status_code == 502
+    error = error_of(response)
+    assert (error["type"], error["code"]) == ("service_unavailable_error", "upstream_timeout")
     assert_safe_error(response, chat_route)
 
 
@@ -131,9 +133,33 @@ def test_upstream_connection_refused_is_service_unavailable(client, chat_route, 
 
     response = post_chat(client, raw_key, chat_body(stream=stream))
 
-    assert response.status_code in SERVICE_UNAVAILABLE
-    assert error_of(response)["type"] == "service_unavailable_error"
+    assert response.status_code == 503
+    error = error_of(response)
+    assert (error["type"], error["code"]) == ("service_unavailable_error", "upstream_error")
     assert_safe_error(response, chat_route)
+
+
+@pytest.mark.parametrize("via", ["raw", "sdk"])
+def test_stream_is_refused_for_a_model_that_cannot_stream(
+    client, openai_client, chat_route, raw_key, fake_upstream, via
+):
+    chat_route.model.supports_stream = False
+    chat_route.model.save(update_fields=["supports_stream"])
+    catalog_cache_clear()
+
+    if via == "sdk":
+        with pytest.raises(openai.BadRequestError) as raised:
+            openai_client.chat.completions.create(
+                model=MODEL_ID, messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+        assert raised.value.param == "stream"
+    else:
+        response = post_chat(client, raw_key, chat_body(stream=True))
+        assert response.status_code == 400
+        error = error_of(response)
+        assert (error["type"], error["param"]) == ("invalid_request_error", "stream")
+    assert fake_upstream.chat_requests == []
+    assert post_chat(client, raw_key, chat_body()).status_code == 200  # without streaming it answers
 
 
 def test_upstream_invalid_json_is_service_unavailable(client, chat_route, raw_key, fake_upstream):

@@ -3,10 +3,16 @@
 import os
 import re
 
+import openai
 import pytest
 
-from accounts.models import ApiKey, User
+from accounts.models import ApiKey
 from billing.models import UsageRecord
+from billing.templatetags.billing_tags import usd
+from tests.fixtures_gateway import MODEL_ID, wait_for_record
+
+# Registers the fixtures (fake upstream, chat route) for this module.
+pytest_plugins = ["tests.fixtures_gateway"]
 
 PASSWORD = "correct-horse-battery-staple"
 # Playwright's sync API runs an event loop in this thread; Django would otherwise
@@ -27,7 +33,7 @@ def page(browser, live_server):
     context.close()
 
 
-def test_sign_up_create_copy_revoke_key_and_see_usage(page, live_server):
+def test_sign_up_create_copy_call_revoke_key_and_see_usage(page, live_server, chat_route):
     from playwright.sync_api import expect
 
     # Sign up and land on the dashboard.
@@ -63,32 +69,34 @@ def test_sign_up_create_copy_revoke_key_and_see_usage(page, live_server):
     expect(row.get_by_test_id("key-status")).to_have_text("active")
     expect(row).to_contain_text(raw_key[:12] + "…")
 
-    # Revoke it (the confirmation dialog is accepted).
+    # The key works: a call through the real SDK, answered by the fake upstream and billed on the free grant.
+    sdk = openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=raw_key, max_retries=0, timeout=20)
+    answer = sdk.chat.completions.with_raw_response.create(model=MODEL_ID, messages=[{"role": "user", "content": "hi"}])
+    cost = int(answer.headers["X-Request-Cost-Micro-Usd"])
+    assert cost > 0
+    assert answer.parse().choices[0].message.content
+    record = wait_for_record()
+    assert (record.user.email, record.cost_micro_usd) == ("browser@example.com", cost)
+
+    # Revoke it (the confirmation dialog is accepted): the next call is refused at once.
     row.get_by_role("button", name="Revoke").click()
     expect(page.get_by_text("revoked. Requests using it are now rejected.")).to_be_visible()
     row = page.locator("#keys tbody tr", has_text="browser key")
     expect(row.get_by_test_id("key-status")).to_have_text("revoked")
     expect(row.get_by_role("button", name="Revoke")).to_have_count(0)
+    with pytest.raises(openai.AuthenticationError):
+        sdk.chat.completions.create(model=MODEL_ID, messages=[{"role": "user", "content": "hi"}])
+    sdk.close()
 
-    # Usage: a record written for this user is listed with its cost.
-    UsageRecord.objects.create(
-        request_id="req-browser-1",
-        user=User.objects.get(email="browser@example.com"),
-        model="demo-chat",
-        endpoint="chat/completions",
-        status_code=200,
-        prompt_tokens=12,
-        completion_tokens=34,
-        cost_micro_usd=1234,
-        latency_ms=87,
-    )
+    # Usage: the call is listed with its cost, and nothing for the refused one.
     page.get_by_role("link", name="Usage").click()
     expect(page).to_have_url(f"{live_server.url}/usage/")
     records = page.locator("#records tbody tr")
     expect(records).to_have_count(1)
-    expect(records.first).to_contain_text("demo-chat")
-    expect(records.first).to_contain_text("$0.001234")
-    expect(page.get_by_test_id("total-cost")).to_have_text("$0.001234")
+    expect(records.first).to_contain_text(MODEL_ID)
+    expect(records.first).to_contain_text(usd(cost))
+    expect(page.get_by_test_id("total-cost")).to_have_text(usd(cost))
+    assert UsageRecord.objects.count() == 1
 
     # Log out.
     page.get_by_role("button", name="Log out").click()

@@ -15,7 +15,7 @@ from billing.models import Balance, LedgerEntry, Reservation, UsageRecord
 from gateway.media.options import ASPECT_LABELS
 from gateway.models import MediaTask
 from tests.fake_media import png_bytes
-from tests.fixtures_gateway import in_one_window
+from tests.fixtures_gateway import chat_body, in_one_window, post_chat
 from tests.fixtures_media_tasks import ASPECT_SIZES, GPT_IMAGE_SIZES, IMAGE_PRICE
 
 PATH = "/v1/images/generations"
@@ -236,18 +236,33 @@ def test_upstream_refusal_is_a_400_and_costs_nothing(client, gpt_image, api_key,
     assert not Reservation.objects.filter(state=Reservation.State.OPEN).exists()
 
 
-def test_image_calls_use_the_image_bucket(client, gpt_image, api_key_factory, user_factory, plan_factory):
-    plan_factory("pro", image_rpm=1)
+def test_image_calls_use_the_image_bucket(
+    client, gpt_image, chat_route, fake_upstream, api_key_factory, user_factory, plan_factory
+):
+    plan_factory("pro", chat_rpm=1, image_rpm=1)
     _, raw_key = api_key_factory(user=user_factory(plan="pro", password=None))
 
-    allowed, limited = in_one_window(
-        lambda: [_post(client, raw_key, {"model": "img-gpt", "prompt": "x"}) for _ in "12"]
+    def chat():
+        return post_chat(client, raw_key, chat_body())
+
+    allowed, limited, chat_after, chat_over, image_after = in_one_window(
+        lambda: [
+            _post(client, raw_key, {"model": "img-gpt", "prompt": "x"}),
+            _post(client, raw_key, {"model": "img-gpt", "prompt": "x"}),
+            chat(),  # the image bucket is spent, the chat bucket is not
+            chat(),
+            _post(client, raw_key, {"model": "img-gpt", "prompt": "x"}),
+        ]
     )
 
     assert allowed.status_code == 200
     assert limited.status_code == 429
     assert "image requests" in limited.json()["error"]["message"]
     assert limited["Retry-After"]
+    assert (chat_after.status_code, chat_after["X-RateLimit-Remaining-Requests"]) == (200, "0")
+    assert chat_over.status_code == 429
+    assert "chat requests" in chat_over.json()["error"]["message"]
+    assert (image_after.status_code, image_after["X-RateLimit-Limit-Requests"]) == (429, "1")
 
 
 def test_edits_send_the_image_and_mask_as_multipart(live_api, gpt_image, api_key, fake_media):
