@@ -162,6 +162,12 @@ class AttemptFailed(Exception):
     def retryable(self) -> bool:
         return self.status is None or self.status >= 500 or self.status in RETRYABLE_STATUSES
 
+    @property
+    def route_wrong(self) -> bool:
+        """The route names a model its upstream does not serve (a 404): the next route may serve it,
+        and the upstream is no less healthy for it (no breaker verdict)."""
+        return self.error.code == "upstream_model_not_found"
+
     def credential_refused(self, route: RouteTarget) -> bool:
         if self.status == 403 and route.kind in REQUEST_SCOPED_403_KINDS:
             return False
@@ -714,7 +720,7 @@ def _call_upstreams(ctx: CallContext, call_route) -> HttpResponse:
                     break
                 pending.append((model, route))
                 continue
-            if not failure.retryable:
+            if not (failure.retryable or failure.route_wrong):
                 break
             continue
         except BaseException:

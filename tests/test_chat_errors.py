@@ -14,7 +14,7 @@ from django.conf import settings
 from billing.models import UsageRecord
 from catalog.selectors import catalog_cache_clear
 from tests.fake_upstream import words
-from tests.fixtures_gateway import MODEL_ID, chat_body, error_of, post_chat, sse_chunks, sse_payloads
+from tests.fixtures_gateway import MODEL_ID, UPSTREAM_MODEL, chat_body, error_of, post_chat, sse_chunks, sse_payloads
 
 # Registers the fixtures (fake upstream, chat route, keys, live clients) for this module.
 pytest_plugins = ["tests.fixtures_gateway"]
@@ -89,6 +89,23 @@ def test_upstream_bad_request_is_400_with_the_upstream_message(client, chat_rout
     assert error["type"] == "invalid_request_error"
     assert message in error["message"]
     assert_safe_error(response, chat_route)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_upstream_404_is_the_route_not_the_caller(client, chat_route, raw_key, fake_upstream, stream):
+    # The route names a model the provider does not serve: not the caller's fault, and the
+    # provider's words (which name the upstream's model) stay in the log.
+    fake_upstream.fail_with(404, f"The model `{UPSTREAM_MODEL}` does not exist or you do not have access to it.")
+
+    response = post_chat(client, raw_key, chat_body(stream=stream))
+
+    assert response.status_code == 502
+    error = error_of(response)
+    assert (error["type"], error["code"]) == ("service_unavailable_error", "upstream_model_not_found")
+    assert UPSTREAM_MODEL not in response.content.decode()
+    assert_safe_error(response, chat_route)
+    [record] = UsageRecord.objects.all()
+    assert (record.status_code, record.cost_micro_usd) == (502, 0)
 
 
 def test_upstream_message_quoting_the_credential_is_scrubbed(client, chat_route, raw_key, fake_upstream):

@@ -180,7 +180,35 @@ def test_429_on_the_last_upstream_is_returned_with_its_retry_after(client, key, 
     assert error_of(response)["code"] == "upstream_rate_limited"
 
 
-@pytest.mark.parametrize("status", [400, 404, 422])
+def test_a_route_whose_upstream_does_not_serve_the_model_moves_on_without_a_breaker_verdict(client, key, fakes):
+    model = make_model()
+    add_upstream(model, "a", fakes[0].base_url, priority=0)
+    add_upstream(model, "b", fakes[1].base_url, priority=1)
+    fakes[0].fail_with(status=404, message="The model `x` does not exist or you do not have access to it.")
+
+    response = call(client, key)
+
+    assert response.status_code == 200
+    record = UsageRecord.objects.get()
+    assert attempts_of(record) == [("a", 404, "http_404"), ("b", 200, "ok")]
+    assert record.cost_micro_usd == int(response["X-Request-Cost-Micro-Usd"]) > 0
+    states = {u["name"]: u["state"] for u in client.get("/v1/health").json()["upstreams"]}
+    assert states["a"] == "healthy"
+
+
+def test_a_route_whose_only_upstream_does_not_serve_the_model_is_a_502(client, key, fakes):
+    model = make_model()
+    add_upstream(model, "a", fakes[0].base_url, priority=0)
+    fakes[0].fail_with(status=404, message="The model `x` does not exist.")
+
+    response = call(client, key)
+
+    assert response.status_code == 502
+    assert error_of(response)["code"] == "upstream_model_not_found"
+    assert attempts_of(UsageRecord.objects.get()) == [("a", 404, "http_404")]
+
+
+@pytest.mark.parametrize("status", [400, 422])
 def test_the_requests_own_faults_are_returned_as_they_are_never_retried(client, key, fakes, status):
     model = make_model()
     add_upstream(model, "a", fakes[0].base_url, priority=0)

@@ -442,8 +442,11 @@ class StreamReader:
 
 
 def read_error(*, route: RouteTarget, status: int, content: bytes, headers) -> ApiError:
-    """OpenAI's error shape, as the chat API's: the same mapping."""
-    return error_from_response(route=route, status=status, content=content, headers=headers)
+    """OpenAI's error shape, as the chat API's: the same mapping, but a 404 is the request's (an
+    unknown previous response or item), not the route's."""
+    return error_from_response(
+        route=route, status=status, content=content, headers=headers, not_found_is_the_request=True
+    )
 
 
 # --- same protocol both sides: the client's request forwarded as it is -------------------

@@ -6,6 +6,8 @@ the upstream's answer (or failure) back as plain data and ApiErrors.
 
 from __future__ import annotations
 
+import logging
+
 import orjson
 import requests
 
@@ -15,6 +17,8 @@ from gateway.protocols import with_route_params
 from gateway.protocols.conversation import Usage
 from gateway.providers.http import post, session_for, upstream_timeout
 from gateway.streaming import stream_error_payload
+
+logger = logging.getLogger("beluga.providers")
 
 
 def chat_send(*, route: RouteTarget, body: dict, stream: bool, request_id: str) -> requests.Response:
@@ -147,10 +151,26 @@ def error_in_answer(*, route: RouteTarget, data: dict) -> UpstreamError | None:
     return UpstreamError("The model provider answered with an error" + (f": {message}" if message else "."), status=502)
 
 
-def error_from_response(*, route: RouteTarget, status: int, content: bytes, headers) -> ApiError:
-    """Map an upstream's non-200 answer to what the client should see."""
+def error_from_response(
+    *, route: RouteTarget, status: int, content: bytes, headers, not_found_is_the_request: bool = False
+) -> ApiError:
+    """Map an upstream's non-200 answer to what the client should see.
+
+    A 404 means the route names a model (or a path) the provider does not
+    serve: Beluga's configuration, not the caller's request, unless the
+    request names things of its own (`not_found_is_the_request`: a Responses
+    call's previous response).
+    """
     message, param, code = _upstream_message(content)
     message = _without_secret(message, route.api_key)
+    if status == 404 and not not_found_is_the_request:
+        logger.warning("upstream %s answered 404 for %s: %s", route.upstream_name, route.upstream_model, message)
+        return UpstreamError(
+            "The model provider does not serve the model this route names (HTTP 404); "
+            "the gateway's administrator has to fix the route.",
+            status=502,
+            code="upstream_model_not_found",
+        )
     if status == 429:
         extra = {}
         if headers.get("Retry-After"):
