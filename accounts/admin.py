@@ -12,9 +12,23 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.forms import ApiKeyAdminForm, PlanAdminForm, UserAdminChangeForm, UserAdminCreationForm
+from accounts.forms import (
+    ApiKeyAdminForm,
+    PlanAdminForm,
+    PlanChangelistFormSet,
+    PlanDefaultMovesForm,
+    UserAdminChangeForm,
+    UserAdminCreationForm,
+)
 from accounts.models import ApiKey, Plan, User
-from accounts.services import api_key_revoke, api_key_set_controls, plan_cache_clear, user_keys_cache_clear
+from accounts.services import (
+    api_key_revoke,
+    api_key_set_controls,
+    plan_cache_clear,
+    plan_save,
+    user_keys_cache_clear,
+    user_open,
+)
 from billing.templatetags.billing_tags import usd, usd_short
 
 # Fields whose change alters what the user's cached keys allow.
@@ -42,8 +56,11 @@ class UserAdmin(DjangoUserAdmin):
     )
 
     def save_model(self, request: HttpRequest, obj: User, form, change: bool) -> None:
+        if not change:
+            user_open(user=obj)  # like a sign-up: its balance and the plan's sign-up credit
+            return
         super().save_model(request, obj, form, change)
-        if change and _USER_KEY_FIELDS.intersection(form.changed_data):
+        if _USER_KEY_FIELDS.intersection(form.changed_data):
             user_keys_cache_clear(user=obj)
 
     def delete_model(self, request: HttpRequest, obj: User) -> None:
@@ -67,8 +84,14 @@ class PlanAdmin(admin.ModelAdmin):
     def signup_grant(self, obj: Plan) -> str:
         return usd(obj.signup_grant_micro_usd)
 
+    def get_changelist_form(self, request: HttpRequest, **kwargs):
+        return super().get_changelist_form(request, form=PlanDefaultMovesForm, **kwargs)
+
+    def get_changelist_formset(self, request: HttpRequest, **kwargs):
+        return super().get_changelist_formset(request, formset=PlanChangelistFormSet, **kwargs)
+
     def save_model(self, request: HttpRequest, obj: Plan, form, change: bool) -> None:
-        super().save_model(request, obj, form, change)
+        plan_save(plan=obj)  # a plan made the default takes it over from the previous one
         if change:
             plan_cache_clear(plan=obj)
 

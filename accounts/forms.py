@@ -6,6 +6,7 @@ UsdField: exact, never through a float.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
@@ -23,7 +24,8 @@ from catalog.selectors import models_public
 MICRO_PER_USD = 1_000_000
 
 
-def _email_normalise(value: str) -> str:
+def email_normalise(value: str) -> str:
+    """An address as Beluga stores and compares it."""
     # Addresses are matched without regard to case everywhere, so keep one spelling.
     return value.strip().lower()
 
@@ -47,7 +49,7 @@ class SignupForm(forms.Form):
     )
 
     def clean_email(self) -> str:
-        email = _email_normalise(self.cleaned_data["email"])
+        email = email_normalise(self.cleaned_data["email"])
         # username mirrors email, so an old address left in username would collide too.
         if User.objects.filter(Q(email__iexact=email) | Q(username__iexact=email)).exists():
             raise forms.ValidationError("An account with this email already exists.", code="duplicate_email")
@@ -349,7 +351,31 @@ class ApiKeyAdminForm(forms.ModelForm):
         return self.controls != self.controls_before
 
 
-class PlanAdminForm(forms.ModelForm):
+class PlanDefaultMovesForm(forms.ModelForm):
+    """A plan form whose "default" tick moves the default here (accounts.services.plan_save).
+
+    The one-default constraint is then the save's to keep, not the form's to
+    refuse: without this, a plan could become the default only after the
+    previous default had been unticked and saved.
+    """
+
+    def _get_validation_exclusions(self) -> set[str]:
+        return super()._get_validation_exclusions() | {"is_default"}
+
+
+class PlanChangelistFormSet(forms.BaseModelFormSet):
+    """The plan list's inline edits: at most one plan may be ticked as the default."""
+
+    def clean(self) -> None:
+        super().clean()
+        ticked = [form for form in self.forms if form.cleaned_data.get("is_default")]
+        if len(ticked) > 1:
+            raise forms.ValidationError(
+                "Only one plan can be the default: untick all but one.", code="several_defaults"
+            )
+
+
+class PlanAdminForm(PlanDefaultMovesForm):
     signup_grant_micro_usd = forms.IntegerField(
         label="Sign-up grant (micro-USD)",
         required=False,
@@ -379,8 +405,24 @@ class UserAdminCreationForm(AdminUserCreationForm):
         model = User
         fields = ("email", "plan")
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        plan = self.fields["plan"]
+        plan.required = False
+        plan.help_text = "Empty: the default plan. The account gets the plan's sign-up credit, as a sign-up does."
+        with suppress(Plan.DoesNotExist):
+            plan.initial = Plan.objects.default()
+
+    def clean_plan(self) -> Plan:
+        if self.cleaned_data["plan"] is not None:
+            return self.cleaned_data["plan"]
+        try:
+            return Plan.objects.default()
+        except Plan.DoesNotExist:
+            raise forms.ValidationError("No plan exists yet: add one first.", code="no_plan") from None
+
     def clean_email(self) -> str:
-        email = _email_normalise(self.cleaned_data["email"])
+        email = email_normalise(self.cleaned_data["email"])
         if User.objects.filter(Q(email__iexact=email) | Q(username__iexact=email)).exists():
             raise forms.ValidationError("An account with this email already exists.", code="duplicate_email")
         return email

@@ -1,6 +1,22 @@
+from __future__ import annotations
+
+from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 from django.utils import timezone
+
+
+class PlanQuerySet(models.QuerySet):
+    def default(self) -> Plan:
+        """The plan new accounts get: the one marked default, else the first in order.
+
+        Raises Plan.DoesNotExist when there is no plan at all (migration 0002 seeds four).
+        """
+        plan = self.filter(is_default=True).order_by("sort_order", "id").first()
+        plan = plan or self.order_by("sort_order", "id").first()
+        if plan is None:
+            raise self.model.DoesNotExist("No plan exists: add one in the admin.")
+        return plan
 
 
 class Plan(models.Model):
@@ -10,26 +26,48 @@ class Plan(models.Model):
     name = models.CharField(max_length=64)
     chat_rpm = models.PositiveIntegerField(help_text="Chat requests per minute, per API key.")
     image_rpm = models.PositiveIntegerField(help_text="Image/video requests per minute, per API key.")
-    is_default = models.BooleanField(default=False, help_text="Plan given to new sign-ups.")
+    is_default = models.BooleanField(
+        default=False, help_text="Plan given to new accounts. Only one plan is the default: ticking it here moves it."
+    )
     prepaid = models.BooleanField(default=True, help_text="Balance required (off: postpaid, invoiced later).")
     signup_grant_micro_usd = models.BigIntegerField(
         default=0, help_text="Credit granted to each new sign-up on this plan, micro-USD (1 USD = 1,000,000)."
     )
     sort_order = models.PositiveSmallIntegerField(default=0)
 
+    objects = PlanQuerySet.as_manager()
+
     class Meta:
         ordering = ["sort_order", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"],
+                condition=models.Q(is_default=True),
+                name="plan_one_default",
+                violation_error_message="Another plan is already the default.",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
 
 
 class EmailUserManager(UserManager):
-    """Users log in with their email; `username` mirrors it for Django's admin."""
+    """Users log in with their email; `username` mirrors it for Django's admin.
+
+    Every user made here (`user_create`, `manage.py createsuperuser`, tests) is
+    saved by accounts.services.user_open: on the default plan unless given one,
+    with its balance opened.
+    """
 
     def _create_user(self, username, email, password, **extra_fields):
+        from accounts.services import user_open  # services imports this module
+
         email = self.normalize_email(email or username)
-        return super()._create_user(email, email, password, **extra_fields)
+        return user_open(user=self._create_user_object(email, email, password, **extra_fields))
+
+    async def _acreate_user(self, username, email, password, **extra_fields):
+        return await sync_to_async(self._create_user)(username, email, password, **extra_fields)
 
     def create_user(self, email=None, password=None, **extra_fields):
         return super().create_user(email, email, password, **extra_fields)
@@ -40,7 +78,8 @@ class EmailUserManager(UserManager):
 
 class User(AbstractUser):
     email = models.EmailField(unique=True)
-    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="users", null=True, blank=True)
+    # Required: a user without a plan would have no request limits at all.
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="users")
     # Per-account limits (Enterprise contracts); empty means the plan's.
     chat_rpm_override = models.PositiveIntegerField(null=True, blank=True)
     image_rpm_override = models.PositiveIntegerField(null=True, blank=True)
@@ -57,13 +96,13 @@ class User(AbstractUser):
     def chat_rpm(self) -> int:
         if self.chat_rpm_override is not None:
             return self.chat_rpm_override
-        return self.plan.chat_rpm if self.plan else 0
+        return self.plan.chat_rpm
 
     @property
     def image_rpm(self) -> int:
         if self.image_rpm_override is not None:
             return self.image_rpm_override
-        return self.plan.image_rpm if self.plan else 0
+        return self.plan.image_rpm
 
 
 class ApiKey(models.Model):

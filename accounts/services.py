@@ -83,19 +83,35 @@ def _legacy_cache_key(hashed: str) -> str:
 
 
 def plan_default() -> Plan:
-    plan = Plan.objects.filter(is_default=True).first()
-    if plan is None:
-        plan = Plan.objects.order_by("sort_order", "id").first()
-    return plan
+    """The plan new accounts get (see PlanQuerySet.default)."""
+    return Plan.objects.default()
+
+
+def plan_save(*, plan: Plan) -> None:
+    """Save a plan; a plan marked default takes that over from the previous default (there is one)."""
+    with transaction.atomic():
+        if plan.is_default:
+            Plan.objects.filter(is_default=True).exclude(pk=plan.pk).update(is_default=False)
+        plan.save()
 
 
 def user_create(*, email: str, password: str | None = None, plan: Plan | None = None) -> User:
     """A new account on `plan` (the default plan), with its balance and the plan's sign-up credit."""
+    return User.objects.create_user(email=email, password=password, plan=plan)
+
+
+def user_open(*, user: User) -> User:
+    """Save a new, unsaved user: on the default plan unless it has one, with its balance and the plan's sign-up credit.
+
+    Every account is made here: `user_create` (sign-up, the CLI, bootstrap), the
+    manager's `create_user`/`create_superuser` (`manage.py createsuperuser`) and
+    the admin's add form.
+    """
     with transaction.atomic():
-        user = User.objects.create_user(email=email, password=password)
-        user.plan = plan or plan_default()
-        user.save(update_fields=["plan"])
-        balance_open(user_id=user.id, signup_grant_micro_usd=user.plan.signup_grant_micro_usd if user.plan else 0)
+        if user.plan_id is None:
+            user.plan = plan_default()
+        user.save(force_insert=True)
+        balance_open(user_id=user.id, signup_grant_micro_usd=user.plan.signup_grant_micro_usd)
     return user
 
 
@@ -343,7 +359,7 @@ def _key_lookup(hashed: str) -> tuple | bool:
         chat_rpm=chat_rpm,
         image_rpm=row.user.image_rpm,
         expires_at=row.expires_at.timestamp() if row.expires_at else None,
-        prepaid=row.user.plan.prepaid if row.user.plan else True,
+        prepaid=row.user.plan.prepaid,
         spend_limit_micro_usd=row.spend_limit_micro_usd,
         spend_limit_period=row.spend_limit_period,
         allowed_models=tuple(row.allowed_models or ()),

@@ -14,7 +14,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_ratelimit.decorators import ratelimit
 
-from accounts.forms import ApiKeyControlsForm, ApiKeyCreateForm, EmailAuthenticationForm, SignupForm
+from accounts.forms import ApiKeyControlsForm, ApiKeyCreateForm, EmailAuthenticationForm, SignupForm, email_normalise
 from accounts.models import ApiKey, User
 from accounts.services import api_key_create, api_key_revoke, api_key_set_controls, user_create
 from billing.selectors import (
@@ -52,8 +52,13 @@ class EmailLoginView(LoginView):
     redirect_authenticated_user = True
 
 
+def _login_attempt_email(group: str, request: HttpRequest) -> str:
+    # Log-in matches the address without regard to case, so the count must too: "A@x.com" is "a@x.com".
+    return email_normalise(request.POST.get("username", ""))
+
+
 # Per submitted email, so guessing one account's password is slow wherever it comes from.
-login_view = ratelimit(key="post:username", rate="10/m", method="POST", block=True)(EmailLoginView.as_view())
+login_view = ratelimit(key=_login_attempt_email, rate="10/m", method="POST", block=True)(EmailLoginView.as_view())
 
 
 @never_cache

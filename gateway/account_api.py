@@ -110,8 +110,8 @@ def key_json(overview: KeyOverview, *, chat_rpm: int, image_rpm: int) -> dict:
         "label": f"{api_key.prefix}…",
         "created_at": _iso(api_key.created_at),
         "expires_at": _iso(api_key.expires_at),
-        "plan": {"slug": plan.slug, "name": plan.name, "prepaid": plan.prepaid} if plan else None,
-        "is_free_tier": plan is not None and plan.slug == "free",
+        "plan": {"slug": plan.slug, "name": plan.name, "prepaid": plan.prepaid},
+        "is_free_tier": plan.slug == "free",
         # What the account may still spend: its balance minus the holds of calls in flight.
         "balance_micro_usd": overview.available_micro_usd,
         "reserved_micro_usd": overview.reserved_micro_usd,

@@ -237,3 +237,127 @@ def test_admin_adds_a_user_with_username_mirroring_email(admin_client_):
     assert user.username == user.email
     assert user.plan == plan
     assert user.check_password("another-long-passphrase")
+
+
+def _user_add_data(email: str, **changes) -> dict:
+    data = {
+        "email": email,
+        "usable_password": "true",
+        "password1": "another-long-passphrase",
+        "password2": "another-long-passphrase",
+    }
+    data.update(changes)
+    return data
+
+
+@pytest.mark.django_db
+def test_admin_added_user_without_a_plan_gets_the_default_plan_and_an_open_balance(admin_client_):
+    from billing.services import balance_available
+
+    free = Plan.objects.get(slug="free")
+    form = admin_client_.get(reverse("admin:accounts_user_add")).context["adminform"].form
+    assert form["plan"].value() == free.id  # preselected
+
+    response = admin_client_.post(reverse("admin:accounts_user_add"), _user_add_data("noplan@example.com", plan=""))
+
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
+    user = User.objects.get(email="noplan@example.com")
+    assert user.plan == free
+    # As a sign-up: the balance is open, with the plan's sign-up credit.
+    assert balance_available(user_id=user.id) == free.signup_grant_micro_usd > 0
+    assert user.chat_rpm == free.chat_rpm
+
+
+@pytest.mark.django_db
+def test_admin_added_user_on_a_chosen_plan_gets_that_plans_sign_up_credit(admin_client_):
+    from billing.models import Balance
+
+    pro = Plan.objects.get(slug="pro")
+    pro.signup_grant_micro_usd = 3_000_000
+    pro.save()
+
+    response = admin_client_.post(reverse("admin:accounts_user_add"), _user_add_data("pro@example.com", plan=pro.id))
+
+    assert response.status_code == 302
+    user = User.objects.get(email="pro@example.com")
+    assert user.plan == pro
+    assert Balance.objects.get(user=user).balance_micro_usd == 3_000_000
+
+
+def _plan_change_data(plan: Plan, **changes) -> dict:
+    data = {
+        "name": plan.name,
+        "slug": plan.slug,
+        "chat_rpm": plan.chat_rpm,
+        "image_rpm": plan.image_rpm,
+        "is_default": "on" if plan.is_default else "",
+        "prepaid": "on" if plan.prepaid else "",
+        "signup_grant_micro_usd": plan.signup_grant_micro_usd,
+        "sort_order": plan.sort_order,
+    }
+    data.update(changes)
+    return {key: value for key, value in data.items() if value != ""}
+
+
+@pytest.mark.django_db
+def test_making_a_plan_the_default_in_admin_moves_the_default_to_it(admin_client_):
+    standard = Plan.objects.get(slug="standard")
+
+    response = admin_client_.post(
+        reverse("admin:accounts_plan_change", args=[standard.id]), _plan_change_data(standard, is_default="on")
+    )
+
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
+    assert list(Plan.objects.filter(is_default=True)) == [standard]
+
+
+@pytest.mark.django_db
+def test_adding_a_default_plan_in_admin_moves_the_default_to_it(admin_client_):
+    response = admin_client_.post(
+        reverse("admin:accounts_plan_add"),
+        {"name": "Team", "slug": "team", "chat_rpm": 100, "image_rpm": 10, "is_default": "on", "sort_order": 9},
+    )
+
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
+    assert list(Plan.objects.filter(is_default=True).values_list("slug", flat=True)) == ["team"]
+
+
+def _plan_changelist_data(plans: list[Plan], *, default: set[str]) -> dict:
+    data = {"form-TOTAL_FORMS": len(plans), "form-INITIAL_FORMS": len(plans), "_save": "Save"}
+    for n, plan in enumerate(plans):
+        data |= {
+            f"form-{n}-id": plan.id,
+            f"form-{n}-chat_rpm": plan.chat_rpm,
+            f"form-{n}-image_rpm": plan.image_rpm,
+            f"form-{n}-sort_order": plan.sort_order,
+        }
+        if plan.prepaid:
+            data[f"form-{n}-prepaid"] = "on"
+        if plan.slug in default:
+            data[f"form-{n}-is_default"] = "on"
+    return data
+
+
+@pytest.mark.django_db
+def test_plan_list_moves_the_default_in_one_save(admin_client_):
+    plans = list(Plan.objects.all())
+
+    response = admin_client_.post(
+        reverse("admin:accounts_plan_changelist"), _plan_changelist_data(plans, default={"pro"})
+    )
+
+    assert response.status_code == 302
+    assert list(Plan.objects.filter(is_default=True).values_list("slug", flat=True)) == ["pro"]
+
+
+@pytest.mark.django_db
+def test_plan_list_refuses_two_defaults_with_a_message(admin_client_):
+    plans = list(Plan.objects.all())
+
+    response = admin_client_.post(
+        reverse("admin:accounts_plan_changelist"), _plan_changelist_data(plans, default={"free", "pro"})
+    )
+
+    assert response.status_code == 200
+    assert "Only one plan can be the default" in response.content.decode()
+    assert list(Plan.objects.filter(is_default=True).values_list("slug", flat=True)) == ["free"]

@@ -1,11 +1,15 @@
 """Per-key, per-minute chat limits by plan: headers on every authenticated answer, 429 with
-Retry-After past the limit, and a refused call never reaches the upstream."""
+Retry-After past the limit, and a refused call never reaches the upstream. Also the dashboard
+log-in's throttle, per email address."""
 
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
+import django_ratelimit.core
 import pytest
+from django.urls import reverse
 
 from billing.models import UsageRecord
 from tests.fixtures_gateway import chat_body, error_of, in_one_window, post_chat
@@ -153,3 +157,22 @@ def test_sdk_sees_429_as_rate_limit_error(live_api, chat_route, api_key_factory,
     assert refused.status_code == 429
     assert int(refused.response.headers["retry-after"]) >= 1
     assert refused.response.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+# --- dashboard log-in ----------------------------------------------------------------
+
+
+def test_failed_logins_are_counted_per_email_whatever_its_case_or_spaces(client, user_factory, monkeypatch):
+    password = "correct-horse-battery-staple"
+    # Hold django-ratelimit's clock still so the minute window cannot roll over mid-test.
+    monkeypatch.setattr(django_ratelimit.core, "time", SimpleNamespace(time=lambda: 1_700_000_000.0))
+    user_factory(email="target@example.com", password=password)
+    spellings = ["target@example.com", "Target@example.com", "TARGET@EXAMPLE.COM", " target@Example.com "]
+    for n in range(10):
+        guess = {"username": spellings[n % len(spellings)], "password": f"guess-{n}"}
+        assert client.post(reverse("login"), guess).status_code == 200
+
+    response = client.post(reverse("login"), {"username": "tArGeT@example.com", "password": password})
+
+    assert response.status_code == 403
+    assert "_auth_user_id" not in client.session

@@ -19,7 +19,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--email", required=True, help="The account's email; created without a password if new.")
-        parser.add_argument("--plan", required=True, help="Plan slug, e.g. free, standard, pro, enterprise.")
+        parser.add_argument(
+            "--plan", required=True, help="Plan slug or name, any case, e.g. free, standard, pro, enterprise."
+        )
         parser.add_argument("--name", default="CLI key", help="A name for the key (default: %(default)s).")
         parser.add_argument("--chat-rpm", type=int, help="Per-account chat requests/minute, overriding the plan's.")
         parser.add_argument("--image-rpm", type=int, help="Per-account image requests/minute, overriding the plan's.")
@@ -32,10 +34,7 @@ class Command(BaseCommand):
             validate_email(email)
         except ValidationError:
             raise CommandError(f"--email: {email!r} is not a valid email address") from None
-        plan_row = Plan.objects.filter(slug=plan).first()
-        if plan_row is None:
-            valid = ", ".join(Plan.objects.values_list("slug", flat=True))
-            raise CommandError(f"--plan: unknown plan {plan!r}; valid plans: {valid}")
+        plan_row = _plan_find(plan)
 
         user = User.objects.filter(email__iexact=email).first()
         if user is None:
@@ -48,3 +47,13 @@ class Command(BaseCommand):
             user_set_limits(user=user, chat_rpm=chat_rpm, image_rpm=image_rpm)
         _, raw_key = api_key_create(user=user, name=name)
         self.stdout.write(raw_key)
+
+
+def _plan_find(text: str) -> Plan:
+    """The plan whose slug or name is `text`, in any case; a CommandError naming every plan otherwise."""
+    wanted = text.strip()
+    plan = Plan.objects.filter(slug__iexact=wanted).first() or Plan.objects.filter(name__iexact=wanted).first()
+    if plan is None:
+        valid = ", ".join(f"{slug} ({name})" for slug, name in Plan.objects.values_list("slug", "name"))
+        raise CommandError(f"--plan: unknown plan {text!r}; valid plans (slug or name, any case): {valid}")
+    return plan

@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.urls import NoReverseMatch, reverse
 
 from accounts.models import Plan
-from accounts.services import api_key_create, api_key_revoke, plan_default, user_create, user_set_plan
+from accounts.services import api_key_create, api_key_revoke, user_create, user_set_plan
 from billing.services import balance_available, balance_grant
 from catalog.importer import catalog_import
 from catalog.models import AIModel
@@ -97,9 +97,8 @@ def _admin_ensure() -> str | None:
     admin = User.objects.filter(email=ADMIN_EMAIL).first()
     if admin is None:
         password = wanted or secrets.token_urlsafe(12)
-        # Django's own createsuperuser path: accounts has no service for staff accounts.
-        admin = User.objects.create_superuser(email=ADMIN_EMAIL, password=password)
-        user_set_plan(user=admin, plan=plan_default())
+        # Django's own createsuperuser path (accounts.services.user_open: the default plan, a balance).
+        User.objects.create_superuser(email=ADMIN_EMAIL, password=password)
         return password
     if wanted and not admin.check_password(wanted):
         admin.set_password(wanted)
