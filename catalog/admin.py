@@ -265,7 +265,8 @@ class AIModelAdmin(CatalogCacheClearMixin, admin.ModelAdmin):
         (
             "List price (official, micro-USD)",
             {
-                "description": "The provider's own price, shown beside the sale price.",
+                "description": "The provider's own price, shown beside the sale price. Empty: not known "
+                "(shown as null); 0: the provider charges nothing.",
                 "fields": (
                     ("input_per_1m_list", "output_per_1m_list"),
                     ("cached_input_per_1m_list", "cache_write_per_1m_list"),

@@ -27,7 +27,7 @@ works too) of this shape::
         max_output_tokens: 16384
         capabilities: {stream: true, vision: false, tools: true, json: true}
         price: {input_per_1m: 150000, output_per_1m: 600000}   # sale price, integer micro-USD
-        list_price: {input_per_1m: 150000, output_per_1m: 600000}   # official price, integer micro-USD
+        list_price: {input_per_1m: 150000, output_per_1m: 600000}   # official price, micro-USD; absent: unknown
         media: {sizes: ["1:1", "16:9"], max_n: 4}   # image, video and audio models: see docs/media.md
         routing: priority             # priority (at random by weight) | latency, among routes of one priority
         fallbacks: [other-model]      # model ids tried in order when no upstream of this one answers
@@ -56,8 +56,9 @@ removes it. A model without a price its category needs (chat, code, reasoning,
 vision: input_per_1m and output_per_1m; embedding: input_per_1m; image:
 per_image; video: per_video_second; audio-tts: per_1m_chars; audio-stt:
 per_minute) is refused with 503 model_not_priced until it has one. In
-`list_price` (the official price, only shown) a key left out is 0, or null for
-the two cache prices: the mapping states the whole list price.
+`list_price` (the official price, only shown) a key left out or null is not
+known (null; 0: the provider charges nothing): the mapping states the whole
+list price.
 
 An upstream's `credentials` are matched by label (a slug; "primary" names
 `api_key`). A credential absent from the file is left as it is, and so is an
@@ -446,12 +447,9 @@ class _Validator:
                     fields[key] = value
         if "list_price" in entry:
             prices = self.mapping(entry["list_price"], f"{path}.list_price", PRICE_KEYS + OPTIONAL_PRICE_KEYS) or {}
-            for price_key in OPTIONAL_PRICE_KEYS:
+            for price_key in PRICE_KEYS + OPTIONAL_PRICE_KEYS:
                 path_key = f"{path}.list_price.{price_key}"
                 fields[price_key + "_list"] = self.price(prices.get(price_key), path_key, nullable=True)
-            for price_key in PRICE_KEYS:
-                path_key = f"{path}.list_price.{price_key}"
-                fields[price_key + "_list"] = self.price(prices.get(price_key, 0), path_key, nullable=False)
         routes = []
         if "routes" in entry:
             if not isinstance(entry["routes"], list):

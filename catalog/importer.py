@@ -9,7 +9,7 @@ The file format is described in catalog/catalog_file.py. Rules of an import:
   out is kept on update and not set (NULL) on create, `null` removes it, and a
   price is 0 (free) only where the file says 0. A model lacking a price its
   category needs is refused until it has one (catalog.models.REQUIRED_PRICES).
-  Within `list_price`, absent keys are 0: the mapping states the whole list price.
+  Within `list_price`, absent keys are not known (null): the mapping states the whole list price.
 - A model whose prices the import creates or changes gets a PriceChange
   (source "import") in its price history; not when run by a migration (`apps`),
   which records history itself.
@@ -119,6 +119,10 @@ class _Writer:
         self.result = result
         # Historical models (a migration's registry) predate the price history.
         self.record_prices = apps is None
+        # Before migration 0012 a list price could not be empty: an unknown one was stored as 0.
+        self.list_prices_not_null = {
+            f.name for f in self.AIModel._meta.concrete_fields if f.name.endswith("_list") and not f.null
+        }
         self.errors: list[str] = []
         self.upstreams: dict[str, Any] = {}
 
@@ -230,6 +234,9 @@ class _Writer:
                     self.errors.append(f"{spec.path}.variant_of: {spec.slug!r} has variants of its own")
                     continue
                 fields = {**fields, "variant_of": base}
+            unknown = {name for name in self.list_prices_not_null if name in fields and fields[name] is None}
+            if unknown:
+                fields = {**fields, **dict.fromkeys(unknown, 0)}
             prices_before = current.prices() if current is not None and self.record_prices else None
             model = _upsert(self.AIModel, current, {"slug": spec.slug}, fields, self.result.models, self.using)
             written[model.slug] = model
@@ -306,11 +313,9 @@ def _sale_prices(obj: AIModel) -> dict:
 
 
 def _list_prices(obj: AIModel) -> dict[str, int]:
-    prices = {key: getattr(obj, key + "_list") for key in PRICE_KEYS if getattr(obj, key + "_list")}
-    prices.update(
-        {key: getattr(obj, key + "_list") for key in OPTIONAL_PRICE_KEYS if getattr(obj, key + "_list") is not None}
-    )
-    return prices
+    """Every list price that is known, 0 included; an unknown one is left out."""
+    keys = PRICE_KEYS + OPTIONAL_PRICE_KEYS
+    return {key: getattr(obj, key + "_list") for key in keys if getattr(obj, key + "_list") is not None}
 
 
 def _upstream_export(u: Upstream) -> dict:

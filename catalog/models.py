@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from catalog.request_settings import request_settings_errors
@@ -74,6 +74,27 @@ def unpriced_q() -> Q:
     return query & Q(alias_of__isnull=True)
 
 
+def routed_q() -> Q:
+    """Matches the models with a route a call can take, counted as the catalog snapshot counts them
+    (catalog.selectors._load): an enabled route to an enabled upstream of their own or, for a
+    variant, of its base model (enabled or not). An alias has none of its own: see served_q."""
+    routes = Route.objects.filter(enabled=True, upstream__enabled=True)
+    return Q(Exists(routes.filter(model=OuterRef("pk")))) | Q(Exists(routes.filter(model=OuterRef("variant_of"))))
+
+
+def served_q() -> Q:
+    """Matches the models a call can be served for: routed (routed_q) and priced, or an alias of an
+    enabled model that is. The rest are refused with 503 (no route, or model_not_priced).
+    Whether the upstream still accepts Beluga's credentials is runtime health, not counted here."""
+    target = AIModel.objects.filter(pk=OuterRef("alias_of"), enabled=True).filter(routed_q()).exclude(unpriced_q())
+    return (Q(alias_of__isnull=True) & routed_q() & ~unpriced_q()) | (Q(alias_of__isnull=False) & Q(Exists(target)))
+
+
+def vendor_slug(vendor: str) -> str:
+    """The vendor as /v1/models shows it in `owned_by`: "Moonshot AI" → "moonshot-ai"."""
+    return vendor.lower().replace(" ", "-")
+
+
 class AIModelQuerySet(models.QuerySet):
     def unpriced(self) -> "AIModelQuerySet":
         return self.filter(unpriced_q())
@@ -81,12 +102,16 @@ class AIModelQuerySet(models.QuerySet):
     def priced(self) -> "AIModelQuerySet":
         return self.exclude(unpriced_q())
 
+    def served(self) -> "AIModelQuerySet":
+        return self.filter(served_q())
+
 
 class AIModel(models.Model):
     """A model customers can call, with its public id and prices.
 
     Prices are integer micro-USD (1 USD = 1,000,000). `*_list` fields hold the
-    provider's official price, shown beside Beluga's sale price. A sale price
+    provider's official price, shown beside Beluga's sale price; empty (NULL)
+    when it is not known (0: the provider charges nothing). A sale price
     that is empty (NULL) is not set: a model lacking one its category needs
     (REQUIRED_PRICES) is never served; 0 is free, on purpose. The admin and
     catalog imports record every price change (catalog.services.model_prices_record).
@@ -201,12 +226,13 @@ class AIModel(models.Model):
         help_text="Sale prices per image (micro-USD) that differ by option, keyed by quality, size, "
         'or "size/quality", e.g. {"hd": 80000, "1792x1024/hd": 120000}. Others cost the per-image price.',
     )
-    input_per_1m_list = models.BigIntegerField(default=0)
-    output_per_1m_list = models.BigIntegerField(default=0)
-    per_image_list = models.BigIntegerField(default=0)
-    per_video_second_list = models.BigIntegerField(default=0)
-    per_1m_chars_list = models.BigIntegerField(default=0)
-    per_minute_list = models.BigIntegerField(default=0)
+    # Official prices: empty (NULL) when not known.
+    input_per_1m_list = models.BigIntegerField(null=True, blank=True)
+    output_per_1m_list = models.BigIntegerField(null=True, blank=True)
+    per_image_list = models.BigIntegerField(null=True, blank=True)
+    per_video_second_list = models.BigIntegerField(null=True, blank=True)
+    per_1m_chars_list = models.BigIntegerField(null=True, blank=True)
+    per_minute_list = models.BigIntegerField(null=True, blank=True)
     cached_input_per_1m_list = models.BigIntegerField(null=True, blank=True)
     cache_write_per_1m_list = models.BigIntegerField(null=True, blank=True)
 

@@ -16,9 +16,19 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Value
+from django.db.models.functions import Lower, Replace
 
-from catalog.models import CHAT_CATEGORIES, AIModel, PriceChange, Route, Upstream, UpstreamCredential
+from catalog.models import (
+    CHAT_CATEGORIES,
+    AIModel,
+    PriceChange,
+    Route,
+    Upstream,
+    UpstreamCredential,
+    routed_q,
+    vendor_slug,
+)
 
 PRIMARY_CREDENTIAL = "primary"  # the label of Upstream.api_key in the pool
 
@@ -257,20 +267,30 @@ def route_pick(*, model: ModelInfo) -> RouteTarget | None:
 # --- listings (not on the hot path) -----------------------------------------
 
 
-def models_public(*, category: str = "", provider: str = "", search: str = "") -> QuerySet[AIModel]:
-    """Enabled models for GET /v1/models, filtered. Full-text search on PostgreSQL."""
-    # An alias is listed while the model it stands for is enabled.
-    qs = (
-        AIModel.objects.filter(enabled=True)
-        .exclude(alias_of__enabled=False)
-        .select_related("alias_of", "variant_of", "alias_of__variant_of")
+def _public() -> QuerySet[AIModel]:
+    """The models GET /v1/models shows: enabled ones a call can be served for (AIModel.served: a
+    route and a price), so that every listed id can be called; an alias while its target can."""
+    return (
+        AIModel.objects.filter(enabled=True).served().select_related("alias_of", "variant_of", "alias_of__variant_of")
     )
+
+
+def models_public(*, category: str = "", provider: str = "", search: str = "") -> QuerySet[AIModel]:
+    """The models of GET /v1/models, filtered. Full-text search on PostgreSQL.
+
+    `provider` is the vendor as shown ("Moonshot AI") or as its `owned_by` slug ("moonshot-ai"), any
+    case, or the slug's leading words ("moonshot")."""
+    qs = _public()
     if "\x00" in category + provider + search:
         return qs.none()  # no id or name holds a NUL, and PostgreSQL refuses it in a query
     if category:
         qs = qs.filter(category__iexact=category)
     if provider:
-        qs = qs.filter(vendor__iexact=provider)
+        wanted = vendor_slug(provider)
+        # vendor_slug in SQL: what `owned_by` shows.
+        qs = qs.annotate(vendor_slug=Replace(Lower("vendor"), Value(" "), Value("-"))).filter(
+            Q(vendor_slug=wanted) | Q(vendor_slug__startswith=wanted + "-")
+        )
     if search:
         if connection.vendor == "postgresql":
             vector = (
@@ -299,18 +319,28 @@ def models_public(*, category: str = "", provider: str = "", search: str = "") -
 
 
 def model_public_get(*, slug: str) -> AIModel | None:
+    """A model GET /v1/models lists, by id; None (404) for any other, as for an unknown id."""
     if "\x00" in slug:
         return None
-    return (
-        AIModel.objects.filter(enabled=True, slug=slug)
-        .exclude(alias_of__enabled=False)
-        .select_related("alias_of", "variant_of", "alias_of__variant_of")
-        .first()
-    )
+    return _public().filter(slug=slug).first()
 
 
 def upstreams_configured() -> int:
     return Upstream.objects.filter(enabled=True).count()
+
+
+def models_enabled_count() -> int:
+    return AIModel.objects.filter(enabled=True).count()
+
+
+def models_unrouted() -> list[str]:
+    """Ids of the enabled models without a route a call can take (an alias: its target's):
+    refused with 503 and not listed until one is added."""
+    rows = AIModel.objects.filter(enabled=True).exclude(alias_of__enabled=False)
+    unrouted = rows.filter(alias_of__isnull=True).exclude(routed_q()) | rows.filter(
+        alias_of__isnull=False, alias_of__in=AIModel.objects.exclude(routed_q())
+    )
+    return list(unrouted.order_by("slug").values_list("slug", flat=True))
 
 
 def models_unpriced() -> list[str]:

@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from catalog.models import AIModel, prices_required
+from catalog.models import AIModel, prices_required, vendor_slug
 
 
 class PublicModelSerializer(serializers.ModelSerializer):
@@ -50,7 +50,7 @@ class PublicModelSerializer(serializers.ModelSerializer):
         return int(obj.created_at.timestamp())
 
     def get_owned_by(self, obj: AIModel) -> str:
-        return obj.vendor.lower().replace(" ", "-")
+        return vendor_slug(obj.vendor)
 
     def get_capabilities(self, obj: AIModel) -> dict:
         return {
@@ -63,8 +63,9 @@ class PublicModelSerializer(serializers.ModelSerializer):
     def get_pricing(self, obj: AIModel) -> dict:
         """Integer micro-USD (1 USD = 1,000,000); only the units that apply to the model's category.
 
-        The units its category needs are always there, null while the model has no price
-        for them (it is refused until it has one); others only when they have a price.
+        The units its category needs are always there (a model without a sale price for one is
+        refused, and not listed); others only when they have a sale price. A list (official)
+        price is null where it is not known.
         """
         required = prices_required(category=obj.category)
         units = {
@@ -80,9 +81,7 @@ class PublicModelSerializer(serializers.ModelSerializer):
         sale, official = {}, {}
         for name, (sale_field, list_field) in units.items():
             sale_value, list_value = getattr(obj, sale_field), getattr(obj, list_field)
-            if sale_field in required or (
-                sale_value is not None and list_value is not None and (sale_value or list_value)
-            ):
+            if sale_field in required or (sale_value is not None and (sale_value or list_value)):
                 sale[name] = sale_value
                 official[name] = list_value
         if obj.per_image_by_option:

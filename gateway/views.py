@@ -9,7 +9,14 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
-from catalog.selectors import model_public_get, models_public, models_unpriced, upstreams_configured
+from catalog.selectors import (
+    model_public_get,
+    models_enabled_count,
+    models_public,
+    models_unpriced,
+    models_unrouted,
+    upstreams_configured,
+)
 from catalog.serializers import PublicModelSerializer
 from gateway import pipeline
 from gateway.embeddings import embeddings_call
@@ -233,14 +240,23 @@ def health(request: HttpRequest) -> JsonResponse:
             cursor.execute("SELECT 1")
         unpriced = models_unpriced()
         body["catalog"] = {
-            "models_enabled": models_public().count(),
+            "models_enabled": models_enabled_count(),
+            "models_listed": models_public().count(),
             "upstreams_configured": upstreams_configured(),
             "unpriced_models": unpriced,
+            "unrouted_models": models_unrouted(),
         }
         if unpriced:
             body["status"] = "degraded"
     except Exception:  # noqa: BLE001 - any database failure means not ready
         body.update(status="unavailable", database="error")
+        # The status fields for probes, and the API's error object for clients that read errors.
+        body["error"] = {
+            "message": "The database cannot be reached; the service is not ready.",
+            "type": "service_unavailable_error",
+            "code": "database_unavailable",
+            "param": None,
+        }
         status = 503
     if status == 200:
         try:

@@ -12,7 +12,7 @@ from django.utils import timezone
 from catalog.catalog_file import CatalogFileError, catalog_file_read, catalog_text_parse
 from catalog.importer import catalog_export, catalog_import
 from catalog.models import CHAT_CATEGORIES, SALE_PRICES, AIModel, Route, Upstream, UpstreamCredential, prices_required
-from catalog.selectors import model_get
+from catalog.selectors import model_get, models_public, models_unrouted
 from catalog.services import upstream_credential_refused
 
 pytestmark = pytest.mark.django_db
@@ -116,7 +116,7 @@ def test_reimport_with_changes_updates_the_rows():
     model = AIModel.objects.get(slug="bench-model")
     assert (model.name, model.category, model.context_window, model.supports_tools) == ("Bench", "code", 8192, True)
     assert (model.input_per_1m, model.output_per_1m) == (150_000, 600_000)
-    assert (model.input_per_1m_list, model.output_per_1m_list) == (200_000, 0)
+    assert (model.input_per_1m_list, model.output_per_1m_list) == (200_000, None)
     route = Route.objects.get(model=model)
     assert (route.upstream_model, route.priority, route.weight) == ("gpt-4o", 2, 5)
 
@@ -144,13 +144,30 @@ def test_a_price_left_out_keeps_its_value_and_null_removes_it(one_model_file):
     assert (model.input_per_1m, model.output_per_1m, model.per_image) == (6, 7, None)
 
 
-def test_list_price_mapping_states_the_whole_list_price(one_model_file):
-    catalog_import(data=one_model_file(list_price={"input_per_1m": 5, "output_per_1m": 7}))
+def test_list_price_mapping_states_the_whole_list_price_and_a_key_left_out_is_not_known(one_model_file):
+    catalog_import(data=one_model_file(list_price={"input_per_1m": 5, "output_per_1m": 7, "cached_input_per_1m": 1}))
 
-    catalog_import(data=one_model_file(list_price={"input_per_1m": 6}))
+    catalog_import(data=one_model_file(list_price={"input_per_1m": 6, "per_image": 0}))
 
     model = AIModel.objects.get(slug="bench-model")
-    assert (model.input_per_1m_list, model.output_per_1m_list) == (6, 0)
+    assert (model.input_per_1m_list, model.output_per_1m_list, model.cached_input_per_1m_list) == (6, None, None)
+    assert (model.per_image_list, model.per_minute_list) == (0, None)  # 0: the provider charges nothing
+
+
+def test_a_list_price_not_known_is_exported_left_out_and_imported_back_the_same(one_model_file):
+    catalog_import(data=one_model_file(price={"input_per_1m": 5}, list_price={"input_per_1m": 0, "output_per_1m": 9}))
+
+    exported = next(m for m in catalog_export()["models"] if m["id"] == "bench-model")
+    assert exported["list_price"] == {"input_per_1m": 0, "output_per_1m": 9}
+    AIModel.objects.filter(output_per_1m_list=9).update(output_per_1m_list=None)
+    exported = next(m for m in catalog_export()["models"] if m["id"] == "bench-model")
+    assert exported["list_price"] == {"input_per_1m": 0}
+
+    AIModel.objects.filter(slug="bench-model").delete()
+    catalog_import(data={"models": [exported]})
+
+    model = AIModel.objects.get(slug="bench-model")
+    assert (model.input_per_1m_list, model.output_per_1m_list, model.per_image_list) == (0, None, None)
 
 
 def test_new_model_without_price_has_none_and_is_not_served(one_model_file):
@@ -222,9 +239,12 @@ def test_a_price_that_is_not_a_non_negative_integer_is_rejected(one_model_file, 
     assert not AIModel.objects.filter(slug="bench-model").exists()
 
 
-def test_a_null_list_price_is_rejected_but_a_null_cache_list_price_is_not(one_model_file):
-    errors = errors_of(one_model_file(list_price={"input_per_1m": None, "cached_input_per_1m": None}))
+def test_a_null_list_price_is_not_known(one_model_file):
+    catalog_import(data=one_model_file(list_price={"input_per_1m": None, "cached_input_per_1m": None, "per_image": 3}))
 
+    model = AIModel.objects.get(slug="bench-model")
+    assert (model.input_per_1m_list, model.cached_input_per_1m_list, model.per_image_list) == (None, None, 3)
+    errors = errors_of(one_model_file(list_price={"input_per_1m": -1}))
     assert errors == ["models[0].list_price.input_per_1m: must be a non-negative integer (micro-USD)"]
 
 
@@ -674,6 +694,92 @@ REPRESENTATIVE_IDS = [
 ]
 
 
+# Every model id of the product spec: its LLM table (/work/shared/spec/001_*, 68 ids) and its image
+# table (003_*, 17 ids), copied here so that a seed edit cannot drop one unnoticed.
+SPEC_LLM_IDS = [
+    "gpt-5.2-codex", "gpt-5.2-pro", "gpt-5.2-chat-latest", "gpt-5.2", "gpt-5.1-chat-latest", "gpt-5.1",
+    "gpt-5.1-2025-11-13", "gpt-5.1-codex", "gpt-5.1-codex-mini", "gpt-5-pro-2025-10-06", "gpt-5-2025-08-07",
+    "gpt-5-mini-2025-08-07", "gpt-5-nano-2025-08-07", "gpt-5-search-api", "gpt-5-search-api-2025-10-14",
+    "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-4.1-mini-2025-04-14", "gpt-4.1-nano-2025-04-14",
+    "gpt-4-1106-preview", "gpt-3.5-turbo-16k", "o3-2025-04-16", "o4-mini-2025-04-16", "o3-mini-2025-01-31",
+    "o1-2024-12-17", "o1-mini-2024-09-12", "claude-opus-4-7", "claude-opus-4-6", "claude-opus-4-6-thinking",
+    "claude-opus-4-5-20251101", "claude-opus-4-5-20251101-thinking", "claude-sonnet-4-6",
+    "claude-sonnet-4-6-thinking", "claude-sonnet-4-5-20250929", "claude-sonnet-4-5-20250929-thinking",
+    "claude-haiku-4-5-20251001", "claude-haiku-4-5-20251001-thinking", "claude-3-7-sonnet-20250219-thinking",
+    "gemini-3.1-pro-preview", "gemini-3-pro-preview", "gemini-3-pro-preview-thinking", "gemini-3-flash-preview",
+    "gemini-3-flash-preview-nothinking", "gemini-2.5-pro", "gemini-2.5-pro-thinking", "gemini-2.5-pro-nothinking",
+    "gemini-2.5-flash", "gemini-2.5-flash-thinking", "gemini-2.5-flash-nothinking", "gemini-2.5-flash-lite",
+    "gemini-2.0-flash", "deepseek-v3.2", "deepseek-v3.2-exp", "deepseek-v3.1-terminus", "deepseek-v3-0324",
+    "deepseek-r1-250528", "deepseek-r1-0528", "deepseek-ocr", "glm-5.1", "glm-4.7", "glm-4.6", "minimax-m2.1",
+    "kimi-k2-instruct", "kimi-k2-thinking", "llama3.1-8b", "gpt-oss-120b", "qwen-3-235b-a22b-instruct-2507",
+    "zai-glm-4.7",
+]  # fmt: skip
+SPEC_IMAGE_IDS = [
+    "gpt-image-2", "gpt-image-2-official", "gpt-image-1-official", "gpt-image-1.5-official",
+    "gemini-3-pro-image-preview-official", "gemini-2.5-flash-image-preview-official", "seedream-4.0",
+    "seedream-4.5", "seedream-5.0-lite", "wan2.7-image", "wan2.7-image-pro", "qwen-image-2.0-pro", "z-image-turbo",
+    "grok-imagine-1.0-apimart", "grok-imagine-1.0-edit-apimart", "flux-kontext", "flux-2.0",
+]  # fmt: skip
+# Seeded and enabled, but no upstream Beluga knows takes them yet (catalog/seed/catalog.yaml says why):
+# calls are refused (503) and /v1/models does not list them.
+SEEDED_WITHOUT_ROUTE = {"wan2.7-image", "wan2.7-image-pro", "z-image-turbo", "grok-imagine-1.0-edit-apimart"}
+# Routed through Replicate by migration 0014 (they had no route): model id → Replicate model.
+REPLICATE_ROUTES = {
+    "seedream-5.0-lite": "bytedance/seedream-5-lite",
+    "qwen-image-2.0-pro": "qwen/qwen-image-2-pro",
+    "grok-imagine-1.0-apimart": "xai/grok-imagine-image",
+    "veo-3.1": "google/veo-3.1",
+    "veo-3.1-fast": "google/veo-3.1-fast",
+}
+
+
+def test_every_spec_model_is_seeded_enabled_and_priced():
+    assert (len(SPEC_LLM_IDS), len(set(SPEC_LLM_IDS)), len(SPEC_IMAGE_IDS), len(set(SPEC_IMAGE_IDS))) == (
+        68,
+        68,
+        17,
+        17,
+    )
+    spec_ids = SPEC_LLM_IDS + SPEC_IMAGE_IDS
+    seeded = {m.slug: m for m in AIModel.objects.filter(slug__in=spec_ids)}
+
+    assert sorted(set(spec_ids) - set(seeded)) == []
+    assert [slug for slug in spec_ids if not seeded[slug].enabled] == []
+    assert [slug for slug in spec_ids if seeded[slug].missing_prices()] == []
+    assert [slug for slug in spec_ids if not model_get(slug=slug).priced] == []
+    assert {seeded[slug].category for slug in SPEC_IMAGE_IDS} == {"image"}
+
+
+def test_every_enabled_seeded_model_is_routed_or_deliberately_not_listed():
+    seed_ids = [m["id"] for m in catalog_file_read(path=SEED_FILE)["models"]]
+    enabled = AIModel.objects.filter(slug__in=seed_ids, enabled=True)
+    assert enabled.count() == len(seed_ids)
+    unrouted = {m.slug for m in enabled if not model_get(slug=m.slug).routes}
+    listed = set(models_public().filter(slug__in=seed_ids).values_list("slug", flat=True))
+
+    assert unrouted == SEEDED_WITHOUT_ROUTE
+    assert set(models_unrouted()) >= SEEDED_WITHOUT_ROUTE
+    assert listed == set(seed_ids) - SEEDED_WITHOUT_ROUTE  # the rest are priced and routed: all listed
+    routes = Route.objects.filter(model__slug__in=REPLICATE_ROUTES).select_related("model", "upstream")
+    assert {r.model.slug: (r.upstream.name, r.upstream_model) for r in routes} == {
+        slug: ("replicate", name) for slug, name in REPLICATE_ROUTES.items()
+    }
+
+
+def test_the_new_replicate_routes_send_inputs_the_replicate_models_take():
+    """As the Replicate models take them: Veo's length is `duration`; Qwen Image 2 Pro takes nine aspect
+    ratios (not 21:9) and Grok Imagine xAI's seven, one image per prediction each; Seedream 5 Lite takes
+    what Seedream 4.5 does."""
+    veo = model_get(slug="veo-3.1").media_options
+    assert veo["input_names"] == {"seconds": "duration"} == model_get(slug="veo-3.1-fast").media_options["input_names"]
+    assert (veo["durations"], veo["sizes"], veo["resolutions"]) == ([4, 6, 8], ["16:9", "9:16"], ["720p", "1080p"])
+    qwen = model_get(slug="qwen-image-2.0-pro").media_options
+    assert (qwen["max_n"], "21:9" in qwen["sizes"], {"2:1", "1:2"} <= set(qwen["sizes"])) == (1, False, True)
+    grok = model_get(slug="grok-imagine-1.0-apimart").media_options
+    assert (grok["max_n"], "21:9" in grok["sizes"]) == (1, False)
+    assert model_get(slug="seedream-5.0-lite").media_options == model_get(slug="seedream-4.5").media_options
+
+
 def test_seeded_catalog_has_the_spec_models_with_routes():
     slugs = set(AIModel.objects.values_list("slug", flat=True))
     assert set(REPRESENTATIVE_IDS) <= slugs
@@ -699,8 +805,9 @@ def test_seeded_prices_are_sane():
     for m in AIModel.objects.exclude(slug="beluga-demo"):
         for key in SALE_PRICES:
             sale, listed = getattr(m, key), getattr(m, key + "_list")
-            if sale is None:
+            if not sale and key not in prices_required(category=m.category):
                 continue  # a price the model's category does not use
+            assert listed is not None, (m.slug, key)  # the seed states the official price of what it sells
             assert 0 <= sale <= listed, (m.slug, key)
             assert sale >= listed * 3 // 10, (m.slug, key)  # never more than 70% below official
         assert all(getattr(m, key) for key in prices_required(category=m.category)), m.slug
@@ -747,3 +854,43 @@ def test_seed_migration_reverses_and_reapplies():
 
     assert AIModel.objects.filter(slug__in=REPRESENTATIVE_IDS).count() == len(REPRESENTATIVE_IDS)
     assert Upstream.objects.filter(name="local-simulator").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_replicate_routes_migration_routes_models_without_one_and_keeps_admin_edits():
+    catalog_import(data=catalog_file_read(path=SEED_FILE))  # an earlier transactional test may have flushed it
+
+    def replicate_routes() -> dict:
+        rows = Route.objects.filter(model__slug__in=REPLICATE_ROUTES).select_related("model", "upstream")
+        return {r.model.slug: (r.upstream.name, r.upstream_model) for r in rows}
+
+    def media(slug: str) -> dict:
+        return AIModel.objects.get(slug=slug).media_options
+
+    call_command("migrate", "catalog", "0013", verbosity=0)
+    # As an install migrated before 0014 has them: no route, the seed's earlier media options.
+    assert replicate_routes() == {}
+    assert "input_names" not in media("veo-3.1")
+    assert (media("qwen-image-2.0-pro")["max_n"], media("grok-imagine-1.0-apimart")["max_n"]) == (4, 4)
+    # An admin's edits: Qwen's media options, and a route of their own for Grok.
+    AIModel.objects.filter(slug="qwen-image-2.0-pro").update(media_options={"sizes": ["1:1"], "max_n": 2})
+    grok = AIModel.objects.get(slug="grok-imagine-1.0-apimart")
+    Route.objects.create(model=grok, upstream=Upstream.objects.get(name="openai"), upstream_model="by-admin")
+
+    call_command("migrate", "catalog", verbosity=0)
+
+    assert replicate_routes() == {
+        **{slug: ("replicate", name) for slug, name in REPLICATE_ROUTES.items()},
+        "grok-imagine-1.0-apimart": ("openai", "by-admin"),
+    }
+    assert media("veo-3.1")["input_names"] == media("veo-3.1-fast")["input_names"] == {"seconds": "duration"}
+    assert media("qwen-image-2.0-pro") == {"sizes": ["1:1"], "max_n": 2}
+    assert media("grok-imagine-1.0-apimart")["max_n"] == 1
+
+    call_command("migrate", "catalog", "0013", verbosity=0)
+
+    assert replicate_routes() == {"grok-imagine-1.0-apimart": ("openai", "by-admin")}
+    assert "input_names" not in media("veo-3.1-fast")
+    assert media("qwen-image-2.0-pro") == {"sizes": ["1:1"], "max_n": 2}
+    assert media("grok-imagine-1.0-apimart")["max_n"] == 4
+    call_command("migrate", "catalog", verbosity=0)

@@ -146,6 +146,26 @@ def test_a_price_edit_in_the_admin_is_recorded_and_the_old_price_kept(admin_clie
     assert page.index("output /1M $0.00025<") < page.index("output /1M $0.0002<")
 
 
+def test_a_list_price_left_empty_in_the_admin_is_not_known(admin_client_):
+    add = admin_client_.post(
+        reverse("admin:catalog_aimodel_add"),
+        admin_form(AIModel(slug="acme-1", name="Acme One", vendor="Acme"), input_per_1m=100, output_per_1m=200),
+    )
+    assert add.status_code == 302, add.context["adminform"].form.errors if add.context else add
+    model = AIModel.objects.get(slug="acme-1")
+
+    response = admin_client_.post(
+        reverse("admin:catalog_aimodel_change", args=[model.pk]),
+        admin_form(model, input_per_1m_list=150, output_per_1m_list="", per_image_list=0),
+    )
+
+    assert response.status_code == 302
+    model.refresh_from_db()
+    assert (model.input_per_1m_list, model.output_per_1m_list, model.per_image_list) == (150, None, 0)
+    [latest, _] = price_history(model=model)
+    assert (latest.prices["output_per_1m_list"], latest.prices["per_image_list"]) == (None, 0)
+
+
 def test_saving_an_enabled_model_without_a_price_warns(admin_client_):
     response = admin_client_.post(
         reverse("admin:catalog_aimodel_add"),
@@ -248,9 +268,42 @@ def test_price_migration_keeps_every_price_and_reverses():
 
     assert _sale_prices_in_db("gpt-4o")[:2] == (1_750_000, 7_000_000)
     assert _sale_prices_in_db("acme-unpriced")[:2] == (0, 0)  # 0 was the only "no price" before
+    seeded = {entry["id"] for entry in catalog_file_read(path=SEED_FILE)["models"]}
     for model in AIModel.objects.all():
         history = price_history(model=model)
-        # One entry per model (0007), and one more where 0008 added prices by option (dall-e-3, ...).
-        assert len(history) == (2 if model.per_image_by_option else 1)
+        # One entry per model (0007), one more where 0008 added prices by option (dall-e-3, ...), and
+        # one more where 0013 emptied the list prices not known (a seeded model's unused units).
+        assert len(history) == 1 + bool(model.per_image_by_option) + (model.slug in seeded), model.slug
         assert {(change.source, change.changed_by) for change in history} == {("migration", None)}
         assert history[0].prices == model.prices()
+
+
+def _list_prices_in_db(slug: str) -> tuple:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT input_per_1m_list, output_per_1m_list, per_image_list FROM catalog_aimodel WHERE slug = %s", [slug]
+        )
+        return cursor.fetchone()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_list_price_migration_empties_the_unknown_ones_keeps_a_free_zero_and_reverses():
+    catalog_import(data=catalog_file_read(path=SEED_FILE))  # an earlier transactional test may have flushed it
+    model_create(slug="acme-omitted", input_per_1m=5, output_per_1m=7, input_per_1m_list=10)
+    model_create(slug="acme-free", input_per_1m=0, output_per_1m=0, input_per_1m_list=0, output_per_1m_list=0)
+
+    call_command("migrate", "catalog", "0012", verbosity=0)
+
+    # Before, 0 stood for "not known": an omitted list price read as an official price of $0.
+    assert _list_prices_in_db("acme-omitted") == (10, 0, 0)
+    assert _list_prices_in_db("acme-free") == (0, 0, 0)
+
+    call_command("migrate", "catalog", verbosity=0)
+
+    assert _list_prices_in_db("acme-omitted") == (10, None, None)
+    assert _list_prices_in_db("acme-free") == (0, 0, None)  # 0 beside a free sale price: the official price
+    assert _list_prices_in_db("gpt-4o")[:2] == (2_500_000, 10_000_000)
+    for slug in ("acme-omitted", "acme-free"):
+        model = AIModel.objects.get(slug=slug)
+        latest = price_history(model=model)[0]
+        assert (latest.source, latest.prices) == ("migration", model.prices())

@@ -23,15 +23,39 @@ def test_health_is_ok_without_a_key(client, chat_route, prefix):
     assert body["database"] == "ok"
 
 
+# Seeded and enabled without a route (catalog/seed/catalog.yaml says why): refused with 503, not listed.
+SEEDED_WITHOUT_ROUTE = ["grok-imagine-1.0-edit-apimart", "wan2.7-image", "wan2.7-image-pro", "z-image-turbo"]
+
+
 def test_health_reports_catalog_counts(client, chat_route):
     from catalog.models import AIModel, Upstream
+    from catalog.selectors import models_public
 
     body = json.loads(client.get("/v1/health").content)
 
-    assert body["catalog"]["models_enabled"] == AIModel.objects.filter(enabled=True).count()
-    assert body["catalog"]["upstreams_configured"] == Upstream.objects.filter(enabled=True).count()
-    assert body["catalog"]["models_enabled"] >= 1
-    assert body["catalog"]["unpriced_models"] == []
+    assert body["catalog"] == {
+        "models_enabled": AIModel.objects.filter(enabled=True).count(),
+        "models_listed": models_public().count(),
+        "upstreams_configured": Upstream.objects.filter(enabled=True).count(),
+        "unpriced_models": [],
+        "unrouted_models": SEEDED_WITHOUT_ROUTE,
+    }
+    assert body["catalog"]["models_enabled"] - body["catalog"]["models_listed"] == len(SEEDED_WITHOUT_ROUTE)
+
+
+def test_health_names_enabled_models_without_a_route(client, chat_route):
+    from catalog.models import AIModel, Route
+
+    AIModel.objects.create(slug="acme-unrouted", name="Acme", vendor="Acme", input_per_1m=1, output_per_1m=1)
+    AIModel.objects.create(slug="acme-latest", name="Acme", vendor="Acme", alias_of=chat_route.model)
+    Route.objects.filter(pk=chat_route.route.pk).update(enabled=False)
+
+    body = json.loads(client.get("/v1/health").content)
+
+    assert body["catalog"]["unrouted_models"] == sorted(
+        ["acme-latest", "acme-unrouted", chat_route.model.slug, *SEEDED_WITHOUT_ROUTE]
+    )
+    assert body["status"] == "ok"  # they are refused, as the seed's are; the service itself is up
 
 
 def test_health_is_degraded_and_names_enabled_models_without_a_price(client, chat_route):
@@ -72,6 +96,7 @@ def test_health_is_503_when_the_database_is_down(client, db, monkeypatch):
     body = json.loads(response.content)
     assert body["database"] == "error"
     assert body["status"] != "ok"
+    assert (body["error"]["type"], body["error"]["code"]) == ("service_unavailable_error", "database_unavailable")
     assert "could not connect" not in response.content.decode()
     assert response["X-Request-Id"]
 
