@@ -116,14 +116,27 @@ def error_response(error: ApiError, *, protocol=None, render=None) -> HttpRespon
     return response
 
 
+def for_path(error: ApiError, path: str) -> ApiError:
+    """The error as the API under `path` names it.
+
+    /v1 follows OpenAI (a 404 is an `invalid_request_error`, code
+    `model_not_found` and the like); /api/v1 follows its own reference's
+    table, where a 404 is a `not_found_error`. Status, code and param are the same.
+    """
+    if error.status == 404 and path.startswith("/api/v1/") and error.type == "invalid_request_error":
+        error.type = "not_found_error"
+    return error
+
+
 def drf_exception_handler(exc, context):
     """DRF views (catalog listing) answer errors in the same shape."""
     from rest_framework import exceptions as drf
 
+    path = context["request"].path if context.get("request") is not None else ""
     if isinstance(exc, ApiError):
-        return error_response(exc)
+        return error_response(for_path(exc, path))
     if isinstance(exc, drf.NotFound):
-        return error_response(NotFound(str(exc.detail)))
+        return error_response(for_path(NotFound(str(exc.detail)), path))
     if isinstance(exc, drf.MethodNotAllowed):
         return error_response(MethodNotAllowed(str(exc.detail)))
     if isinstance(exc, drf.APIException):

@@ -21,6 +21,7 @@ from gateway.errors import (
     PayloadTooLarge,
     PermissionDenied,
     error_response,
+    for_path,
 )
 
 logger = logging.getLogger("beluga.gateway")
@@ -43,7 +44,7 @@ def api_error_response(request, error: ApiError):
     if path.rstrip("/").endswith(("/v1/messages", "/v1/messages/count_tokens")):
         request_id = getattr(request, "request_id", None)
         return error_response(error, render=lambda e: anthropic_messages.error_body(e, request_id=request_id))
-    return error_response(error)
+    return error_response(for_path(error, path))
 
 
 def _is_json(response) -> bool:

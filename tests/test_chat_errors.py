@@ -341,7 +341,8 @@ def test_unknown_api_path_is_404_in_openai_shape(client, db, path):
     response = client.post(path, data="{}", content_type="application/json")
 
     assert response.status_code == 404
-    assert error_of(response)["type"] == "invalid_request_error"
+    expected = "not_found_error" if path.startswith("/api/v1/") else "invalid_request_error"
+    assert error_of(response)["type"] == expected
     assert response["X-Request-Id"]
 
 
