@@ -98,6 +98,9 @@ def _reseed_if_flushed() -> None:
     schema_editor = SimpleNamespace(connection=connection)
     if not Plan.objects.exists():
         importlib.import_module("accounts.migrations.0002_seed_plans").seed_plans(apps, schema_editor)
+        importlib.import_module("accounts.migrations.0003_key_controls_signup_grant").seed_signup_grant(
+            apps, schema_editor
+        )
     if not AIModel.objects.exists():
         importlib.import_module("catalog.migrations.0002_seed_catalog").seed_catalog(apps, schema_editor)
 
