@@ -1,3 +1,5 @@
+import re
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -50,11 +52,29 @@ PRICE_FIELDS = (
 
 # The keys of AIModel.media_options, by category (docs/media.md).
 MEDIA_OPTION_KEYS: dict[str, tuple[str, ...]] = {
-    Category.IMAGE: ("sizes", "max_n", "qualities", "styles", "formats", "edits", "input_names"),
+    Category.IMAGE: ("sizes", "max_n", "qualities", "styles", "formats", "edits", "input_names", "size_form"),
     Category.VIDEO: ("durations", "sizes", "resolutions", "image_input", "input_names"),
     Category.AUDIO_TTS: ("voices", "formats", "instructions", "max_chars"),
     Category.AUDIO_STT: ("formats", "translations", "timestamps"),
 }
+
+
+# media_options["size_form"]: how a prediction upstream takes an image's size, when not as an aspect
+# ratio or a "WxH" string: "W*H" (one string, e.g. "1280*720") or "width_height" (two integers). The
+# model's `sizes` are then the pixel sizes it takes; gateway/media/options.py picks one and writes it.
+SIZE_FORMS = ("W*H", "width_height")
+_PIXEL_SIZE = re.compile(r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$")
+
+
+def size_form_error(options: dict) -> str | None:
+    """What is wrong with an image model's size_form (and the sizes it needs), or None."""
+    form = options.get("size_form")
+    if form not in SIZE_FORMS:
+        return f"size_form must be one of: {', '.join(SIZE_FORMS)}."
+    sizes = options.get("sizes")
+    if not isinstance(sizes, list) or not sizes or not all(isinstance(s, str) and _PIXEL_SIZE.match(s) for s in sizes):
+        return f'With size_form {form}, sizes must list the pixel sizes it takes, e.g. ["1024x1024", "1280x720"].'
+    return None
 
 
 def prices_required(*, category: str) -> tuple[str, ...]:
@@ -260,6 +280,8 @@ class AIModel(models.Model):
                     f"Unknown for a {self.category} model: {', '.join(unknown)}. "
                     f"Known: {', '.join(allowed) or 'none (leave it empty)'}."
                 )
+            elif "size_form" in self.media_options and (problem := size_form_error(self.media_options)):
+                errors["media_options"] = problem
         prices = self.per_image_by_option
         if not isinstance(prices, dict) or not all(
             isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in prices.values()

@@ -90,5 +90,6 @@ class PublicModelSerializer(serializers.ModelSerializer):
 
     def get_media(self, obj: AIModel) -> dict | None:
         """What an image, video or audio model accepts (sizes, durations, voices, ...); null for others."""
-        options = {k: v for k, v in (obj.media_options or {}).items() if k != "input_names"}
+        # How the upstream names and shapes its inputs is the route's business, not the client's.
+        options = {k: v for k, v in (obj.media_options or {}).items() if k not in ("input_names", "size_form")}
         return options or None

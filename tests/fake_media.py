@@ -300,7 +300,8 @@ class PredictionJob:
 
     @property
     def is_video(self) -> bool:
-        return "video" in self.model.lower()
+        # The model's name, not its owner's: wan-video/wan-2.7-image makes images.
+        return "video" in self.model.lower().rpartition("/")[2]
 
     def resource(self, base_url: str) -> dict:
         url = f"{base_url}/v1/predictions/{self.id}"

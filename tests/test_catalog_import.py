@@ -720,9 +720,9 @@ SPEC_IMAGE_IDS = [
     "seedream-4.5", "seedream-5.0-lite", "wan2.7-image", "wan2.7-image-pro", "qwen-image-2.0-pro", "z-image-turbo",
     "grok-imagine-1.0-apimart", "grok-imagine-1.0-edit-apimart", "flux-kontext", "flux-2.0",
 ]  # fmt: skip
-# Seeded and enabled, but no upstream Beluga knows takes them yet (catalog/seed/catalog.yaml says why):
-# calls are refused (503) and /v1/models does not list them.
-SEEDED_WITHOUT_ROUTE = {"wan2.7-image", "wan2.7-image-pro", "z-image-turbo", "grok-imagine-1.0-edit-apimart"}
+# Seeded and enabled, but no upstream Beluga knows takes them yet: calls are refused (503) and
+# /v1/models does not list them. None since migration 0015 routed the last four (tests/test_media_sizes.py).
+SEEDED_WITHOUT_ROUTE: set[str] = set()
 # Routed through Replicate by migration 0014 (they had no route): model id → Replicate model.
 REPLICATE_ROUTES = {
     "seedream-5.0-lite": "bytedance/seedream-5-lite",

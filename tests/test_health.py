@@ -23,8 +23,8 @@ def test_health_is_ok_without_a_key(client, chat_route, prefix):
     assert body["database"] == "ok"
 
 
-# Seeded and enabled without a route (catalog/seed/catalog.yaml says why): refused with 503, not listed.
-SEEDED_WITHOUT_ROUTE = ["grok-imagine-1.0-edit-apimart", "wan2.7-image", "wan2.7-image-pro", "z-image-turbo"]
+# Seeded and enabled without a route: refused with 503, not listed. None since migration 0015.
+SEEDED_WITHOUT_ROUTE: list[str] = []
 
 
 def test_health_reports_catalog_counts(client, chat_route):

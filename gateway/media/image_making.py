@@ -9,7 +9,7 @@ import orjson
 
 from billing.pricing import image_unit_price
 from gateway.errors import ApiError, UpstreamError
-from gateway.media.options import input_name
+from gateway.media.options import input_name, size_inputs
 from gateway.media.results import fail_from_error, finish
 from gateway.media.state import JobState, json_object
 from gateway.media.storage import media_open
@@ -82,14 +82,9 @@ def _openai_images(task: MediaTask, route, model) -> tuple[list, int | None]:
 
 
 def prediction_inputs(task: MediaTask, route, model) -> dict:
-    """A prediction's `input` for an image task: prompt, aspect ratio, count, and what the client added."""
+    """A prediction's `input` for an image task: prompt, size (size_inputs), count, and what the client added."""
     params = task.params
-    inputs = {"prompt": params["prompt"], **params.get("extra", {})}
-    size = params.get("size")
-    if size and "x" in size:
-        inputs[input_name(model, "size")] = size
-    elif size:
-        inputs[input_name(model, "aspect_ratio")] = size
+    inputs = {"prompt": params["prompt"], **params.get("extra", {}), **size_inputs(model, params.get("size") or "")}
     if params.get("n", 1) > 1:
         inputs[input_name(model, "num_outputs")] = params["n"]
         if input_name(model, "n") != "n":

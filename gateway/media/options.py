@@ -3,8 +3,10 @@
 Sizes come as aspect labels (`16:9`) or pixel sizes (`1024x1024`), whichever
 the client knows; each model accepts its own list, in the form its upstream
 takes. A size the model lacks is converted to the nearest it has (closest
-aspect ratio, then closest area); anything else is a 400 naming the parameter
-and listing what the model accepts.
+aspect ratio, then closest area, then the first listed); anything else is a 400
+naming the parameter and listing what the model accepts. A prediction upstream
+that wants pixels written its own way (`size_form`) gets the chosen size in
+that form (size_inputs).
 """
 
 from __future__ import annotations
@@ -165,3 +167,21 @@ def input_name(model: ModelInfo, name: str) -> str:
     names = model.media_options.get("input_names") or {}
     renamed = names.get(name) if isinstance(names, dict) else None
     return renamed if isinstance(renamed, str) and renamed else name
+
+
+def size_inputs(model: ModelInfo, size: str) -> dict:
+    """A prediction's inputs for a size that size_for chose, in the form the upstream takes.
+
+    By default an aspect label is sent as `aspect_ratio` and a pixel size as `size` ("1280x720").
+    With media_options["size_form"] (catalog.models.SIZE_FORMS; the model's sizes are then pixel
+    sizes): "W*H" sends `size` "1280*720", "width_height" the integers `width` 1280 and `height` 720.
+    Each name may be renamed by input_names."""
+    if not size:
+        return {}
+    form = model.media_options.get("size_form")
+    pixels = _PIXELS.match(size)
+    if pixels and form == "W*H":
+        return {input_name(model, "size"): f"{pixels.group(1)}*{pixels.group(2)}"}
+    if pixels and form == "width_height":
+        return {input_name(model, "width"): int(pixels.group(1)), input_name(model, "height"): int(pixels.group(2))}
+    return {input_name(model, "size" if "x" in size else "aspect_ratio"): size}
