@@ -80,7 +80,15 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from catalog.models import CACHE_PRICES, MEDIA_OPTION_KEYS, SALE_PRICES, AIModel, Category, Upstream
+from catalog.models import (
+    CACHE_PRICES,
+    MEDIA_OPTION_KEYS,
+    SALE_PRICES,
+    AIModel,
+    Category,
+    Upstream,
+    size_form_error,
+)
 from catalog.request_settings import request_settings_errors
 
 PRICE_KEYS = SALE_PRICES
@@ -421,7 +429,10 @@ class _Validator:
                     prices[PER_IMAGE_BY_OPTION], f"{path}.price.{PER_IMAGE_BY_OPTION}"
                 )
         if "media" in entry:
-            fields["media_options"] = self.mapping(entry["media"] or {}, f"{path}.media", _MEDIA_KEYS) or {}
+            media = self.mapping(entry["media"] or {}, f"{path}.media", _MEDIA_KEYS) or {}
+            if "size_form" in media and (problem := size_form_error(media)):
+                self.error(f"{path}.media.size_form", problem)
+            fields["media_options"] = media
         if "routing" in entry:
             fields["routing"] = self.choice(entry["routing"], f"{path}.routing", ROUTING_CHOICES)
         if "fallbacks" in entry:

@@ -245,6 +245,25 @@ models:
     assert any("size_shape" in error for error in raised.value.errors)
 
 
+def test_a_catalog_file_checks_the_size_form_and_its_sizes(db):
+    entry = """
+models:
+  - id: acme-star
+    name: Acme Star
+    vendor: Acme
+    category: image
+    price: {per_image: 1000}
+    media: {sizes: %s, size_form: %s}
+"""
+    for sizes, form, problem in [
+        ('["1280x720"]', '"WxH"', "size_form must be one of"),
+        ('["16:9"]', '"W*H"', "sizes must list the pixel sizes"),
+    ]:
+        with pytest.raises(CatalogFileError) as raised:
+            catalog_import(data=catalog_text_parse(text=entry % (sizes, form)), dry_run=True)
+        assert any("models[0].media.size_form" in error and problem in error for error in raised.value.errors)
+
+
 # --- migration 0015 -------------------------------------------------------------------------------
 
 
