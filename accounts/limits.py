@@ -121,12 +121,7 @@ def rate_limit_peek(*, request, key: AuthenticatedKey, bucket: str) -> RateLimit
     window = _get_window(value, 60)
     name = _make_cache_key(f"rpm:{bucket}", window, (limit, 60), value, get_usage.ALL)
     try:
-        count = caches[settings.RATELIMIT_USE_CACHE].get(name, 0)
+        count = int(caches[settings.RATELIMIT_USE_CACHE].get(name) or 0)
     except Exception:  # noqa: BLE001 - informative headers; the counter's own failure is handled where it counts
         count = 0
-    return RateLimitState(
-        limit=limit,
-        remaining=max(0, limit - int(count or 0)),
-        reset_at=window,
-        limited=int(count or 0) > limit,
-    )
+    return RateLimitState(limit=limit, remaining=max(0, limit - count), reset_at=window, limited=count > limit)

@@ -107,9 +107,9 @@ class RequestIdMiddleware:
             # same status, in the API's own error shape.
             response = api_error_response(request, _error_for_status(response.status_code))
         response["X-Request-Id"] = request.request_id
-        if api and "X-RateLimit-Limit-Requests" not in response:
-            _rate_limit_headers_add(request, response)
         if api:
+            if "X-RateLimit-Limit-Requests" not in response:
+                _rate_limit_headers_add(request, response)
             match = request.resolver_match  # None when no URL pattern matched
             metrics.request_observed(
                 endpoint=(match.url_name if match else None) or "other",

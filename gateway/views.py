@@ -20,7 +20,7 @@ from catalog.selectors import (
 from catalog.serializers import PublicModelSerializer
 from gateway import pipeline
 from gateway.embeddings import embeddings_call
-from gateway.errors import MethodNotAllowed, NotFound
+from gateway.errors import ApiError, MethodNotAllowed, NotFound
 from gateway.gemini_models import gemini_model_get, gemini_models_page
 from gateway.idempotency import idempotent
 from gateway.media import images, speech, transcriptions
@@ -251,13 +251,14 @@ def health(request: HttpRequest) -> JsonResponse:
     except Exception:  # noqa: BLE001 - any database failure means not ready
         body.update(status="unavailable", database="error")
         # The status fields for probes, and the API's error object for clients that read errors.
-        body["error"] = {
-            "message": "The database cannot be reached; the service is not ready.",
-            "type": "service_unavailable_error",
-            "code": "database_unavailable",
-            "param": None,
-        }
-        status = 503
+        unready = ApiError(
+            "The database cannot be reached; the service is not ready.",
+            status=503,
+            type="service_unavailable_error",
+            code="database_unavailable",
+        )
+        body.update(unready.body())
+        status = unready.status
     if status == 200:
         try:
             body["upstreams"] = [_upstream_health(state) for state in upstream_states()]
